@@ -10,17 +10,44 @@ of the paper, e.g. the alignment
 is then a finite weighted sum, computed exactly. ``world.map(f)`` pushes every view through an
 encoder ``f`` and returns the world of features, on which :mod:`cssl.metrics` evaluates the paper's
 quantities.
+
+**Convention: ``views[i, 0]`` is the clean point ``x_i`` itself.** The paper assumes ``x in A(x)``
+(Sec. 2), so every constructor of this module stores the point as its own first view; the
+nearest-centre classifier of :mod:`cssl.metrics` reads ``f(x_i)`` from ``views[i, 0]``.
+
+Constructors
+------------
+* :func:`random_world`: gaussian class centres, points around them, views around the points.
+* :func:`scattered_views_world`: a random world where some points of every class have their views
+  scattered far away, so they leave the aligned set ``S_eps`` while staying in the main part
+  (the adversary of Lemma 3.1 / Lemma 3.2).
+* :func:`near_threshold_world`: classes on a sphere of radius ``r`` whose centres have a chosen
+  inner product, e.g. one just below the threshold of Theorem 1, eq. (2).
+* :func:`lemma32_counterexample_world`: the notes' example where the intermediate bound
+  ``f(x)^T mu_l >= r^2 (1 - rho_l)`` of Lemma 3.2 with the printed ``rho_l`` fails.
+* :func:`image_world`: images with a finite list of deterministic transforms as the views.
+
+:func:`sample_view_triples` draws the InfoNCE triples ``(x1, x2, x^-)`` of Sec. 2 from a world.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+import math
+from typing import Callable, Sequence
 
 import torch
 
-from ._validate import as_tensor, check_int
+from ._validate import as_tensor, check_int, check_probability_vector, check_real
 
-__all__ = ["World"]
+__all__ = [
+    "World",
+    "random_world",
+    "scattered_views_world",
+    "near_threshold_world",
+    "lemma32_counterexample_world",
+    "image_world",
+    "sample_view_triples",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,3 +175,333 @@ class World:
         p = ", ".join(f"{float(x):.3g}" for x in self.class_masses())
         return (f"World(N={self.n_points}, V={self.n_views}, D={self.dim}, K={self.num_classes}, "
                 f"p=[{p}])")
+
+
+# ------------------------------------------------------------------ constructors
+def _class_sizes(points_per_class, num_classes: int) -> list[int]:
+    """``points_per_class`` as one size per class (an int means the same size for every class)."""
+    if isinstance(points_per_class, (list, tuple)):
+        if len(points_per_class) != num_classes:
+            raise ValueError(f"points_per_class has {len(points_per_class)} entries but num_classes="
+                             f"{num_classes}; give one size per class or a single int")
+        return [check_int(n, "points_per_class[k]", low=1) for n in points_per_class]
+    return [check_int(points_per_class, "points_per_class", low=1)] * num_classes
+
+
+def _point_weights(labels: torch.Tensor, sizes: list[int], class_probs, random_weights: bool,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Point masses with class masses ``p_k`` (``class_probs``, default proportional to the sizes)."""
+    num_classes = len(sizes)
+    if class_probs is None:
+        p = torch.tensor(sizes, dtype=torch.float64) / sum(sizes)
+    else:
+        p = check_probability_vector(class_probs, "class_probs")
+        if p.shape[0] != num_classes:
+            raise ValueError(f"class_probs has {p.shape[0]} entries but num_classes={num_classes}")
+    if random_weights:
+        # bounded away from 0 so that no point is negligible and every class keeps real mass
+        raw = 0.2 + torch.rand(labels.shape[0], generator=generator, dtype=torch.float64)
+    else:
+        raw = torch.ones(labels.shape[0], dtype=torch.float64)
+    per_class = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, raw)
+    w = raw / per_class[labels] * p[labels]
+    return w / w.sum()
+
+
+def _generator(seed) -> torch.Generator:
+    return torch.Generator().manual_seed(check_int(seed, "seed", low=0))
+
+
+def _project_to_sphere(x: torch.Tensor, radius: float) -> torch.Tensor:
+    norms = x.norm(dim=-1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError("a view is the zero vector and cannot be projected onto the sphere; "
+                         "change the seed or the spreads")
+    return radius * x / norms
+
+
+def random_world(num_classes: int, points_per_class, n_views: int, dim: int, *,
+                 class_spread: float = 3.0, point_spread: float = 1.0, view_noise: float = 0.3,
+                 class_probs=None, random_weights: bool = False, radius: float | None = None,
+                 seed: int = 0) -> World:
+    """A gaussian world: class centres ``c_k ~ N(0, class_spread^2 I)``, points
+    ``x = c_k + point_spread * g``, views ``x + view_noise * g'`` with ``views[:, 0] = x``.
+
+    The finite version of the paper's setting (Sec. 2): ``x in A(x)`` holds because the clean point is
+    its own first view. Points are stored class by class (class 0 first).
+
+    Parameters
+    ----------
+    num_classes : int, ``K >= 2``.
+    points_per_class : int or sequence of ``K`` ints (unequal sizes give unequal ``p_k``).
+    n_views : int, ``V >= 1`` views per point, the clean point included.
+    dim : int, ``D >= 1``.
+    class_spread, point_spread, view_noise : float >= 0, the three gaussian scales.
+    class_probs : optional (K,) probability vector ``p_k``; default proportional to the class sizes.
+    random_weights : bool, draw unequal point masses within each class (still summing to ``p_k``).
+    radius : optional float > 0; if given every view is projected onto the sphere ``||v|| = radius``
+        (so that ``f = identity`` satisfies the paper's ``||f|| = r`` of Sec. 3).
+    seed : int, the world is a deterministic function of the arguments.
+    """
+    k = check_int(num_classes, "num_classes", low=2)
+    sizes = _class_sizes(points_per_class, k)
+    v = check_int(n_views, "n_views", low=1)
+    d = check_int(dim, "dim", low=1)
+    class_spread = check_real(class_spread, "class_spread", low=0)
+    point_spread = check_real(point_spread, "point_spread", low=0)
+    view_noise = check_real(view_noise, "view_noise", low=0)
+    g = _generator(seed)
+    labels = torch.repeat_interleave(torch.arange(k), torch.tensor(sizes))
+    centres = class_spread * torch.randn(k, d, generator=g, dtype=torch.float64)
+    points = centres[labels] + point_spread * torch.randn(labels.shape[0], d, generator=g, dtype=torch.float64)
+    views = points[:, None, :] + view_noise * torch.randn(labels.shape[0], v, d, generator=g, dtype=torch.float64)
+    views[:, 0] = points
+    if radius is not None:
+        views = _project_to_sphere(views, check_real(radius, "radius", low=0, low_open=True))
+    weights = _point_weights(labels, sizes, class_probs, random_weights, g)
+    return World(views, labels, weights, k)
+
+
+def _bad_counts(sizes: list[int], bad_fraction: float) -> list[int]:
+    return [int(round(bad_fraction * n)) for n in sizes]
+
+
+def _bad_index(sizes: list[int], counts: list[int]) -> torch.Tensor:
+    starts = [0]
+    for n in sizes[:-1]:
+        starts.append(starts[-1] + n)
+    parts = [torch.arange(s, s + m) for s, m in zip(starts, counts)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+
+
+def scattered_views_world(num_classes: int, points_per_class, n_views: int, dim: int, *,
+                          bad_fraction: float = 0.2, scatter: float = 10.0, class_spread: float = 3.0,
+                          point_spread: float = 1.0, view_noise: float = 0.3, class_probs=None,
+                          random_weights: bool = False, radius: float | None = None,
+                          seed: int = 0) -> World:
+    """A :func:`random_world` whose "bad" points have their views scattered far away.
+
+    In each class the **first** ``round(bad_fraction * n_k)`` points are bad: their views
+    ``1..V-1`` become ``x + scatter * g`` while ``views[i, 0] = x`` stays the clean point. Their
+    augmented distance ``d_A`` (eq. (1)) to the rest of the class is unchanged, so they stay in the
+    main part ``C_k^0`` of Definition 1, but ``sup_{x1,x2 in A(x)} ||f(x1) - f(x2)||`` is large, so
+    they leave ``S_eps`` and feed ``R_eps = P[x not in S_eps]`` -- the adversary of Lemma 3.1 and of
+    Step 3 of Lemma 3.2 (the notes' "bad main-part points with scattered views").
+
+    Parameters are those of :func:`random_world` plus ``bad_fraction in [0, 1]`` and
+    ``scatter >= 0``. Needs ``n_views >= 2`` when a point is bad.
+    """
+    bad_fraction = check_real(bad_fraction, "bad_fraction", low=0, high=1)
+    scatter = check_real(scatter, "scatter", low=0)
+    world = random_world(num_classes, points_per_class, n_views, dim, class_spread=class_spread,
+                         point_spread=point_spread, view_noise=view_noise, class_probs=class_probs,
+                         random_weights=random_weights, radius=None, seed=seed)
+    sizes = _class_sizes(points_per_class, world.num_classes)
+    bad = _bad_index(sizes, _bad_counts(sizes, bad_fraction))
+    if bad.numel() > 0 and world.n_views < 2:
+        raise ValueError("scattered views need n_views >= 2 (view 0 is the clean point itself)")
+    views = world.views.clone()
+    # a fresh stream (seed + 1) so that the good points are identical to random_world(seed)
+    g = _generator(check_int(seed, "seed", low=0) + 1)
+    noise = torch.randn(bad.numel(), world.n_views - 1, world.dim, generator=g, dtype=torch.float64)
+    views[bad, 1:] = views[bad, :1] + scatter * noise
+    if radius is not None:
+        views = _project_to_sphere(views, check_real(radius, "radius", low=0, low_open=True))
+    return World(views, world.labels, world.weights, world.num_classes)
+
+
+def _equiangular_directions(num_classes: int, cosine: float) -> torch.Tensor:
+    """``K`` unit vectors in ``R^K`` with pairwise inner product ``cosine`` (needs ``cosine >= -1/(K-1)``)."""
+    # v_k = a e_k + b 1 with a^2 = 1 - c and K b^2 + 2 a b = c: continuous in c (an eigen-
+    # decomposition is not, its degenerate eigenvectors jump), which the bisection relies on
+    a = math.sqrt(1.0 - cosine)
+    b = (-a + math.sqrt(max(a * a + num_classes * cosine, 0.0))) / num_classes
+    return a * torch.eye(num_classes, dtype=torch.float64) + b
+
+
+def near_threshold_world(num_classes: int, points_per_class, n_views: int, dim: int, *,
+                         centre_cosine: float | None = None, target_inner_product: float | None = None,
+                         radius: float = 1.0, point_spread: float = 0.1, view_spread: float = 0.05,
+                         bad_fraction: float = 0.0, class_probs=None, random_weights: bool = False,
+                         seed: int = 0, tol: float = 1e-9) -> World:
+    """A world on the sphere ``||v|| = r`` whose class centres sit at a chosen inner product.
+
+    Class directions ``c_k`` are equiangular (``c_k^T c_l = centre_cosine`` for ``k != l``, randomly
+    rotated into ``R^D``); points are ``r * normalize(c_k + point_spread * g)`` and views
+    ``r * normalize(x / r + view_spread * g')``, with ``views[:, 0] = x``. The first
+    ``round(bad_fraction * n_k)`` points of each class get views spread uniformly over the sphere
+    (they leave ``S_eps`` but keep ``d_A = 0`` to themselves).
+
+    With ``f = identity`` (``||f|| = r``, ``L = 1``) the quantities of Theorem 1 are exact on this world.
+    The spread shrinks the class centres ``mu_k`` (Sec. 2), so ``mu_k^T mu_l`` is not
+    ``r^2 * centre_cosine``; pass ``target_inner_product`` instead of ``centre_cosine`` to have the
+    cosine found by bisection (same noise draws) such that, for ``f = identity``,
+    ``max_{k != l} mu_k^T mu_l`` equals the target within ``tol`` -- e.g. just below or above the
+    threshold ``r^2 (1 - rho_max - sqrt(2 rho_max) - Delta_mu / 2)`` of Theorem 1, eq. (2).
+    Requires ``dim >= num_classes``.
+    """
+    k = check_int(num_classes, "num_classes", low=2)
+    sizes = _class_sizes(points_per_class, k)
+    v = check_int(n_views, "n_views", low=1)
+    d = check_int(dim, "dim", low=k)
+    r = check_real(radius, "radius", low=0, low_open=True)
+    point_spread = check_real(point_spread, "point_spread", low=0)
+    view_spread = check_real(view_spread, "view_spread", low=0)
+    bad_fraction = check_real(bad_fraction, "bad_fraction", low=0, high=1)
+    tol = check_real(tol, "tol", low=0, low_open=True)
+    if (centre_cosine is None) == (target_inner_product is None):
+        raise ValueError("give exactly one of centre_cosine and target_inner_product")
+    lowest = -1.0 / (k - 1)
+    g = _generator(seed)
+    labels = torch.repeat_interleave(torch.arange(k), torch.tensor(sizes))
+    n = labels.shape[0]
+    rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    point_noise = torch.randn(n, d, generator=g, dtype=torch.float64)
+    view_noise = torch.randn(n, v, d, generator=g, dtype=torch.float64)
+    bad = _bad_index(sizes, _bad_counts(sizes, bad_fraction))
+    if bad.numel() > 0 and v < 2:
+        raise ValueError("bad points need n_views >= 2 (view 0 is the clean point itself)")
+    bad_dirs = torch.randn(bad.numel(), max(v - 1, 0), d, generator=g, dtype=torch.float64)
+    weights = _point_weights(labels, sizes, class_probs, random_weights, g)
+
+    def build(cosine: float) -> torch.Tensor:
+        dirs = torch.zeros(k, d, dtype=torch.float64)
+        dirs[:, :k] = _equiangular_directions(k, cosine)
+        dirs = dirs @ rotation.T
+        points = _project_to_sphere(dirs[labels] + point_spread * point_noise, 1.0)
+        views = _project_to_sphere(points[:, None, :] + view_spread * view_noise, r)
+        views[:, 0] = r * points
+        if bad.numel() > 0:
+            views[bad, 1:] = _project_to_sphere(bad_dirs, r)
+        return views
+
+    def max_inner(views: torch.Tensor) -> float:
+        means = (weights[:, None] * views.mean(dim=1))
+        mu = torch.zeros(k, d, dtype=torch.float64).index_add_(0, labels, means)
+        mu = mu / torch.zeros(k, dtype=torch.float64).index_add_(0, labels, weights)[:, None]
+        gram = mu @ mu.T
+        return float(gram[~torch.eye(k, dtype=torch.bool)].max())
+
+    if centre_cosine is not None:
+        c = check_real(centre_cosine, "centre_cosine", low=lowest, high=1)
+        return World(build(c), labels, weights, k)
+    target = check_real(target_inner_product, "target_inner_product")
+    lo, hi = lowest, 1.0
+    f_lo, f_hi = max_inner(build(lo)), max_inner(build(hi))
+    if not f_lo - tol <= target <= f_hi + tol:
+        raise ValueError(f"target_inner_product={target:g} is outside the range [{f_lo:.6g}, {f_hi:.6g}] "
+                         "reachable with these spreads; pick a target inside it")
+    best = lo if abs(f_lo - target) <= abs(f_hi - target) else hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        f_mid = max_inner(build(mid))
+        if abs(f_mid - target) <= tol:
+            best = mid
+            break
+        if f_mid < target:
+            lo = mid
+        else:
+            hi = mid
+        best = mid
+    views = build(best)
+    if abs(max_inner(views) - target) > tol:
+        raise ValueError(f"bisection could not reach target_inner_product={target:g} within tol={tol:g} "
+                         "(the max inner product is not monotone in the cosine here); use centre_cosine")
+    return World(views, labels, weights, k)
+
+
+def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: int = 2,
+                                 class_mass: float | None = None) -> World:
+    """The notes' counterexample (§3.2) to the intermediate bound of Lemma 3.2 with the printed ``rho_l``.
+
+    World in ``R^K`` with ``u = e_0``. Class 0 (mass ``p_0``, default ``1/K``) has a good point whose
+    ``V`` views are all ``u`` (mass ``(1 - q) p_0``) and, when ``q > 0``, a bad point with views
+    ``{u} ∪ {-u}^{x(V-1)}`` (mass ``q p_0``). Class ``k >= 1`` is one point with all views ``e_k``.
+
+    With ``f = identity`` (``r = 1``, ``L = 1``): every two class-0 points share the view ``u``, so
+    ``sigma = 1`` at ``delta = 0`` (Definition 1); at ``eps = 0`` only the bad point leaves ``S_eps``,
+    ``R_0 = q p_0``. The class centre is ``mu_0 = (1 - 2q + 2q/V) u``, so every class-0 point has
+
+        f(x)^T mu_0 = 1 - 2q + 2q/V        (= 1 - 2q + 2q/50 for V = 50),
+
+    below the paper's ``1 - rho_0 = 1 - q`` (``rho_0`` of Lemma 3.2 with ``R_eps/p_0 = q``) for every
+    ``q in (0, 1)``, and above the corrected ``1 - tilde rho_0 = 1 - 2q`` (coefficient ``2 - a``).
+
+    ``q in [0, 1)``; ``q = 0`` drops the bad point.
+    """
+    q = check_real(q, "q", low=0, high=1, high_open=True)
+    v = check_int(n_views, "n_views", low=2)
+    k = check_int(num_classes, "num_classes", low=2)
+    p0 = 1.0 / k if class_mass is None else check_real(class_mass, "class_mass", low=0, high=1,
+                                                        low_open=True, high_open=True)
+    eye = torch.eye(k, dtype=torch.float64)
+    u = eye[0]
+    views = [u.expand(v, k)]
+    labels = [0]
+    weights = [p0 * (1 - q)]
+    if q > 0:
+        views.append(torch.cat([u[None], (-u).expand(v - 1, k)]))
+        labels.append(0)
+        weights.append(p0 * q)
+    for c in range(1, k):
+        views.append(eye[c].expand(v, k))
+        labels.append(c)
+        weights.append((1 - p0) / (k - 1))
+    w = torch.tensor(weights, dtype=torch.float64)
+    return World(torch.stack(views).clone(), torch.tensor(labels), w / w.sum(), k)
+
+
+def image_world(images, labels, transforms: Sequence[Callable], *, weights=None,
+                num_classes: int | None = None) -> World:
+    """A world of images whose views are a **finite** list of deterministic transforms.
+
+    ``A(x) = {x, t_1(x), ..., t_m(x)}``: each transform maps one image ``(C, H, W)`` to an image of
+    the same shape; the views are flattened to ``D = C * H * W``. So that ``x in A(x)`` (Sec. 2) the
+    identity is prepended as view 0 unless ``transforms[0]`` already returns every image unchanged.
+    Views are equiprobable, so a repeated transform counts twice.
+
+    Parameters
+    ----------
+    images : (N, C, H, W) array-like.
+    labels : (N,) class indices; every class non-empty.
+    transforms : sequence of callables ``image -> image`` (may be empty: then ``A(x) = {x}``).
+    weights, num_classes : as in :class:`World`.
+    """
+    x = as_tensor(images, "images", ndim=4)
+    if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+        raise TypeError(f"transforms must be a list of callables image -> image, got {type(transforms).__name__}")
+    outs = []
+    for j, t in enumerate(transforms):
+        if not callable(t):
+            raise TypeError(f"transforms[{j}] is a {type(t).__name__}, not a callable image -> image")
+        out = torch.stack([torch.as_tensor(t(img)).to(torch.float64) for img in x])
+        if out.shape != x.shape:
+            raise ValueError(f"transforms[{j}] changed the image shape from {tuple(x.shape[1:])} to "
+                             f"{tuple(out.shape[1:])}; views must be comparable images of one shape")
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"transforms[{j}] produced NaN or infinite pixels")
+        outs.append(out)
+    if not outs or not torch.equal(outs[0], x):
+        outs.insert(0, x)
+    views = torch.stack(outs, dim=1).reshape(x.shape[0], len(outs), -1)
+    return World(views, labels, weights, num_classes)
+
+
+def sample_view_triples(world: World, batch_size: int, generator: torch.Generator | None = None):
+    """Draw the InfoNCE triples of Sec. 2: ``x ~ w``, ``x1, x2 ~ U(A(x))`` independently, ``x^- ~ U(A(x'))``.
+
+    ``x'`` is an independent draw from the point masses ``w`` (it may equal ``x``, as in the paper's
+    expectation ``E_{x, x'}``), and the two positives may be the same view. Returns
+    ``(x1, x2, x_neg, y)`` with three ``(B, D)`` tensors in the world's dtype (float64) and the labels
+    ``y`` of ``x``, shape ``(B,)``. Deterministic given ``generator``.
+    """
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a cssl.World, got {type(world).__name__}")
+    b = check_int(batch_size, "batch_size", low=1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    idx = torch.multinomial(world.weights, b, replacement=True, generator=generator)
+    idx_neg = torch.multinomial(world.weights, b, replacement=True, generator=generator)
+    j1, j2, j_neg = torch.randint(world.n_views, (3, b), generator=generator)
+    views = world.views
+    return views[idx, j1], views[idx, j2], views[idx_neg, j_neg], world.labels[idx]

@@ -1,0 +1,357 @@
+"""The claims ledger: every inequality the book states is checked with its real numbers and recorded.
+
+A *claim* is one checkable statement tied to the label of a ``{prf:...}`` block, for example
+"Theorem 1: Err(G_f) <= (1 - sigma) + R_eps on 200 random worlds". A chapter opens a
+:class:`Ledger`, calls :meth:`Ledger.check` for each claim, and ends with :meth:`Ledger.verdicts`,
+whose printed table (labels and verdicts, no raw floats) sits in the chapter's one
+``# NBVAL_CHECK_OUTPUT`` cell so that nbval fails when a verdict changes.
+
+``check(label, lhs, rel, rhs)`` evaluates ``lhs rel rhs`` elementwise (one entry per world, seed or
+example), raises :class:`ClaimFailed` naming the claim and its numbers when any entry fails, and
+otherwise records
+
+    label, name, kind (symbolic | exact | empirical), relation, lhs, rhs, margin, seeds, verdict
+
+where the *margin* is the worst-case slack: ``min(rhs - lhs)`` for ``<=``/``<``, ``min(lhs - rhs)`` for
+``>=``/``>``, and ``tol - max|lhs - rhs|`` for ``==``. A margin >= 0 means the claim holds.
+
+The *verdict* says what the check establishes about the paper:
+
+* ``"holds"``: the statement holds on these numbers;
+* ``"fails as printed"``: a finding; the check asserts a counterexample to the paper's statement as
+  printed (the corrected statement gets a ``"holds"`` claim of its own);
+* ``"not reproduced at this scale"``: an empirical claim of the paper that the book's CPU-scale
+  experiment does not show; the check asserts what was actually observed.
+
+Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
+of the chapter's source cells and of the ``cssl`` sources. :func:`collect` (the ledger page) reads
+them and re-executes any chapter whose record is missing or stale, so the ledger is complete on a
+clean build whatever order the pages are executed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ._io import atomic_write_json
+
+__all__ = [
+    "Claim",
+    "ClaimFailed",
+    "Ledger",
+    "KINDS",
+    "RELATIONS",
+    "VERDICTS",
+    "book_root",
+    "collect",
+    "ledger_markdown",
+]
+
+KINDS = ("symbolic", "exact", "empirical")
+RELATIONS = ("<=", "<", ">=", ">", "==")
+VERDICTS = ("holds", "fails as printed", "not reproduced at this scale")
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]*$")
+_CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+RECORD_DIR = Path("_build") / "claims"
+
+
+class ClaimFailed(AssertionError):
+    """A claim's inequality does not hold on the given numbers."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One recorded claim (see the module docstring for the meaning of each field)."""
+
+    chapter: str
+    label: str
+    name: str
+    statement: str
+    kind: str
+    relation: str
+    lhs: list
+    rhs: list
+    margin: float
+    verdict: str
+    seeds: list | None = None
+    tol: float = 0.0
+    n_cases: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+def _as_values(value, what: str, label: str) -> np.ndarray:
+    """Numbers (scalar, sequence, array, tensor, sympy number) as a flat float64 array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"claim {label!r}: {what} must be a number or an array of numbers, "
+                        f"got {type(value).__name__}") from None
+    if arr.size == 0:
+        raise ValueError(f"claim {label!r}: {what} is empty; give at least one value to check")
+    if np.isnan(arr).any():
+        raise ValueError(f"claim {label!r}: {what} contains NaN ({int(np.isnan(arr).sum())} of {arr.size}); "
+                         "a NaN cannot be compared, so the claim cannot be checked; fix the computation")
+    return arr
+
+
+def _margins(lhs: np.ndarray, rel: str, rhs: np.ndarray, tol: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        if rel in ("<=", "<"):
+            return rhs - lhs
+        if rel in (">=", ">"):
+            return lhs - rhs
+        return tol - np.abs(lhs - rhs)
+
+
+def _holds(margin: np.ndarray, rel: str) -> np.ndarray:
+    if rel in ("<", ">"):
+        return margin > 0
+    return margin >= 0
+
+
+def _jsonable(x: float) -> float | str:
+    """A float for JSON: infinities become the strings 'inf' / '-inf' (JSON has no such number)."""
+    x = float(x)
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def _short(arr: np.ndarray, k: int = 4) -> str:
+    vals = ", ".join(f"{x:.6g}" for x in arr[:k])
+    return f"[{vals}{', ...' if arr.size > k else ''}]" if arr.size > 1 else f"{arr[0]:.6g}"
+
+
+def book_root(start: str | os.PathLike | None = None) -> Path:
+    """The book's root folder: ``$CSSL_BOOK_ROOT`` or the nearest parent holding ``_toc.yml``.
+
+    Falls back to the current folder, so the ledger also works outside the book.
+    """
+    env = os.environ.get("CSSL_BOOK_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    return here
+
+
+def _notebook_sources(path: Path) -> str:
+    """The concatenated cell sources of a notebook (outputs and metadata do not count)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return "\n\x00".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+
+
+def _package_sources() -> str:
+    pkg = Path(__file__).resolve().parent
+    return "\n\x00".join(p.read_text(encoding="utf-8") for p in sorted(pkg.rglob("*.py")))
+
+
+def source_hash(notebook: str | os.PathLike | None) -> str:
+    """SHA-256 of a notebook's cell sources and of every ``cssl`` source file.
+
+    A record whose hash differs from the current one is stale: the chapter or the package changed.
+    """
+    h = hashlib.sha256(_package_sources().encode())
+    if notebook is not None and Path(notebook).is_file():
+        h.update(_notebook_sources(Path(notebook)).encode())
+    return h.hexdigest()
+
+
+class Ledger:
+    """The claims of one chapter.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's notebook name without extension, e.g. ``"01_setting"``; its notebook is
+        ``chapters/<chapter>.ipynb`` under :func:`book_root`.
+    record : bool
+        Write ``_build/claims/<chapter>.json`` after every check (default True).
+    """
+
+    def __init__(self, chapter: str, *, record: bool = True, root: str | os.PathLike | None = None):
+        if not isinstance(chapter, str) or not _CHAPTER.match(chapter):
+            raise ValueError(f"chapter must be a non-empty name like '01_setting', got {chapter!r}")
+        self.chapter = chapter
+        self.root = book_root(root)
+        self.notebook = self.root / "chapters" / f"{chapter}.ipynb"
+        self.record = record
+        self.claims: list[Claim] = []
+
+    # ---------------------------------------------------------------- checking
+    def check(self, label: str, lhs, rel: str, rhs, *, statement: str, kind: str, name: str = "",
+              seeds: Sequence[int] | None = None, tol: float = 0.0, verdict: str = "holds",
+              extra: dict | None = None) -> Claim:
+        """Check ``lhs rel rhs`` for every entry, record the claim, and return it.
+
+        ``lhs`` and ``rhs`` are numbers or arrays of equal length (one entry per case: world, seed,
+        example) or one of them a scalar. ``rel`` is one of ``<=, <, >=, >, ==``; ``==`` means
+        ``|lhs - rhs| <= tol``. ``kind`` is ``symbolic``, ``exact`` or ``empirical``; ``seeds`` lists
+        the seeds of an empirical claim. Raises :class:`ClaimFailed` when any entry fails, with the
+        label, the statement and the offending values; raises ``ValueError`` for NaN values, an
+        unknown relation, kind or verdict, or an empty label.
+        """
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("claim label must be the non-empty label of a {prf:...} block, e.g. 'thm-1'")
+        if not _LABEL.match(label):
+            raise ValueError(f"claim label {label!r} is not a valid {{prf}} label: use letters, digits, "
+                             "'-', '_', ':' or '.', starting with a letter")
+        if rel not in RELATIONS:
+            raise ValueError(f"claim {label!r}: unknown relation {rel!r}; use one of {', '.join(RELATIONS)}")
+        if kind not in KINDS:
+            raise ValueError(f"claim {label!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        if verdict not in VERDICTS:
+            raise ValueError(f"claim {label!r}: unknown verdict {verdict!r}; use one of {VERDICTS}")
+        if not isinstance(statement, str) or not statement.strip():
+            raise ValueError(f"claim {label!r}: give the statement being checked in words")
+        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"claim {label!r}: tol must be a finite number >= 0, got {tol!r}")
+        if rel != "==" and tol:
+            raise ValueError(f"claim {label!r}: tol only applies to '=='; an inequality is checked exactly")
+        if kind == "empirical" and not seeds:
+            raise ValueError(f"claim {label!r}: an empirical claim must list the seeds it was run on")
+        key = (label, name)
+        if any((c.label, c.name) == key for c in self.claims):
+            raise ValueError(f"claim {label!r} {name!r} was already checked in chapter {self.chapter}; "
+                             "give each check of the same statement a distinct name")
+        a = _as_values(lhs, "lhs", label)
+        b = _as_values(rhs, "rhs", label)
+        if a.size != b.size and 1 not in (a.size, b.size):
+            raise ValueError(f"claim {label!r}: lhs has {a.size} values and rhs {b.size}; "
+                             "give one value per case on both sides, or a scalar on one side")
+        a, b = np.broadcast_arrays(a, b)
+        margin = _margins(a, rel, b, tol)
+        ok = _holds(margin, rel)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            what = f"{len(bad)} of {a.size} case(s) fail" if a.size > 1 else "it fails"
+            tol_txt = f" (tol {tol:g})" if rel == "==" else ""
+            raise ClaimFailed(
+                f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not hold: "
+                f"{statement}\n  {what}: lhs {rel} rhs{tol_txt} is false for lhs={_short(a[bad])}, "
+                f"rhs={_short(b[bad])}" + (f", seeds={[list(seeds)[i] for i in bad[:4]]}"
+                                            if seeds is not None and len(seeds) == a.size else ""))
+        m = float(np.min(margin))
+        claim = Claim(chapter=self.chapter, label=label, name=name, statement=statement.strip(), kind=kind,
+                      relation=rel, lhs=[_jsonable(x) for x in a], rhs=[_jsonable(x) for x in b],
+                      margin=m if math.isfinite(m) else (1e308 if m > 0 else -1e308),
+                      verdict=verdict, seeds=None if seeds is None else [int(s) for s in seeds],
+                      tol=float(tol), n_cases=int(a.size), extra=dict(extra or {}))
+        self.claims.append(claim)
+        if self.record:
+            self.save()
+        return claim
+
+    def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None) -> Claim:
+        """Check a symbolic identity ``lhs == rhs`` with sympy: ``simplify(lhs - rhs)`` must be 0.
+
+        The recorded lhs/rhs are 0 and the simplified difference (which is 0 when the claim holds).
+        """
+        import sympy as sp
+
+        diff = sp.simplify(sp.sympify(lhs) - sp.sympify(rhs))
+        if assumptions is not None:
+            diff = sp.simplify(sp.refine(diff, assumptions))
+        if diff != 0:
+            raise ClaimFailed(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not "
+                              f"hold: {statement}\n  sympy leaves lhs - rhs = {diff}, not 0")
+        return self.check(label, 0.0, "==", 0.0, statement=statement, kind="symbolic", name=name,
+                          extra={"identity": f"{sp.sstr(lhs)} == {sp.sstr(rhs)}"})
+
+    # ---------------------------------------------------------------- reporting
+    def verdict_lines(self) -> list[str]:
+        """The verdict table as lines: label, name, kind and verdict of each claim, no raw floats."""
+        rows = [(c.label, c.name or "-", c.kind, c.verdict) for c in self.claims]
+        head = ("label", "check", "kind", "verdict")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        lines = [f"Chapter {self.chapter}: {len(rows)} claim(s), all checked", fmt.format(*head),
+                 fmt.format(*("-" * w for w in widths))]
+        return lines + [fmt.format(*r).rstrip() for r in rows]
+
+    def verdicts(self) -> None:
+        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell) and save the record."""
+        if not self.claims:
+            raise ValueError(f"chapter {self.chapter} checked no claims; every chapter checks at least one")
+        if self.record:
+            self.save()
+        print("\n".join(self.verdict_lines()))
+
+    def save(self) -> Path:
+        """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash)."""
+        path = self.root / RECORD_DIR / f"{self.chapter}.json"
+        atomic_write_json(path, {"chapter": self.chapter, "source_hash": source_hash(self.notebook),
+                                 "claims": [asdict(c) for c in self.claims]})
+        return path
+
+
+# -------------------------------------------------------------------- the ledger page
+def _toc_chapters(root: Path) -> list[str]:
+    """Chapter notebooks named in ``_toc.yml`` (in book order), as stems under ``chapters/``."""
+    toc = (root / "_toc.yml").read_text(encoding="utf-8")
+    names = re.findall(r"file:\s*chapters/([A-Za-z0-9_.-]+?)(?:\.ipynb)?\s*$", toc, flags=re.M)
+    return [n for n in names if (root / "chapters" / f"{n}.ipynb").is_file()]
+
+
+def _execute(notebook: Path, timeout: int) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+
+
+def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (), rebuild_stale: bool = True,
+            timeout: int = 600) -> list[dict]:
+    """All recorded claims of the book's chapters, in book order.
+
+    For each chapter notebook in ``_toc.yml`` (minus ``exclude``), reads ``_build/claims/<chapter>.json``;
+    when it is missing or its source hash is stale and ``rebuild_stale`` is true, executes the chapter
+    first (which rewrites the record). Raises when a chapter still has no current record.
+    """
+    root = book_root(root)
+    out: list[dict] = []
+    for chapter in _toc_chapters(root):
+        if chapter in set(exclude):
+            continue
+        notebook = root / "chapters" / f"{chapter}.ipynb"
+        path = root / RECORD_DIR / f"{chapter}.json"
+        current = source_hash(notebook)
+
+        def fresh() -> bool:
+            if not path.is_file():
+                return False
+            return json.loads(path.read_text(encoding="utf-8")).get("source_hash") == current
+
+        if not fresh() and rebuild_stale:
+            _execute(notebook, timeout)
+        if not fresh():
+            raise RuntimeError(f"no current claims record for chapter {chapter} ({path}); execute "
+                               f"chapters/{chapter}.ipynb first (it writes the record when it runs)")
+        out.extend(json.loads(path.read_text(encoding="utf-8"))["claims"])
+    return out
+
+
+def ledger_markdown(records: list[dict]) -> str:
+    """The ledger as a MyST table: chapter, statement (linked with ``{prf:ref}``), kind, verdict, margin, cases."""
+    lines = ["| chapter | statement | claim | kind | verdict | margin | cases / seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        cases = f"{r['n_cases']}" + (f" / seeds {','.join(map(str, r['seeds']))}" if r.get("seeds") else "")
+        margin = r["margin"]
+        margin_txt = "inf" if abs(margin) >= 1e300 else f"{margin:.3g}"
+        stmt = r["statement"].replace("|", "\\|")
+        lines.append(f"| {r['chapter']} | {{prf:ref}}`{r['label']}` | {stmt} | {r['kind']} | "
+                     f"{r['verdict']} | {margin_txt} | {cases} |")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""The claims mechanism: true claims are recorded, false ones fail loudly, bad input is refused."""
+import json
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from cssl import claims
+from cssl.claims import ClaimFailed, Ledger
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: chapters/01_x\n")
+    return Ledger("01_x", root=tmp_path)
+
+
+def test_true_claim_is_recorded_with_margin(ledger):
+    c = ledger.check("thm-1", [0.1, 0.2], "<=", [0.5, 0.3], statement="Err <= bound", kind="exact")
+    assert c.margin == pytest.approx(0.1)
+    assert c.n_cases == 2 and c.verdict == "holds"
+    record = json.loads((ledger.root / "_build/claims/01_x.json").read_text())
+    assert record["claims"][0]["label"] == "thm-1"
+    assert record["source_hash"] == claims.source_hash(ledger.notebook)
+
+
+@pytest.mark.parametrize("lhs,rel,rhs", [(1.0, "<=", 0.5), (0.5, "<", 0.5), (0.2, ">=", 0.3),
+                                         (0.3, ">", 0.3), (1.0, "==", 1.1)])
+def test_false_claim_fails_loudly(ledger, lhs, rel, rhs):
+    with pytest.raises(ClaimFailed, match=r"claim thm-2 does not hold: my statement[\s\S]*lhs=") as err:
+        ledger.check("thm-2", lhs, rel, rhs, statement="my statement", kind="exact")
+    assert "01_x" in str(err.value)
+    assert ledger.claims == []
+
+
+def test_one_failing_case_among_many_fails_and_names_its_seed(ledger):
+    with pytest.raises(ClaimFailed, match=r"1 of 3 case\(s\) fail.*seeds=\[7\]"):
+        ledger.check("thm-3", [0.1, 0.9, 0.2], "<=", 0.5, statement="s", kind="empirical", seeds=[5, 7, 9])
+
+
+def test_identity_tolerance_and_strictness(ledger):
+    ledger.check("a", 1.0, "==", 1.0 + 1e-12, statement="s", kind="exact", tol=1e-9)
+    with pytest.raises(ClaimFailed):
+        ledger.check("b", 1.0, "==", 1.0 + 1e-12, statement="s", kind="exact")
+
+
+def test_symbolic_identity(ledger):
+    u, v = sp.symbols("u v", real=True)
+    ledger.check_identity("lem-x", (u + v) ** 2, u**2 + 2 * u * v + v**2, statement="binomial")
+    with pytest.raises(ClaimFailed, match="sympy leaves"):
+        ledger.check_identity("lem-y", (u + v) ** 2, u**2 + v**2, statement="wrong binomial")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(label="", lhs=1, rel="<=", rhs=2), "non-empty label"),
+    (dict(label="   ", lhs=1, rel="<=", rhs=2), "non-empty label"),
+    (dict(label="has space", lhs=1, rel="<=", rhs=2), "not a valid"),
+    (dict(label="t", lhs=float("nan"), rel="<=", rhs=2), "contains NaN"),
+    (dict(label="t", lhs=1, rel="<=", rhs=[1, np.nan]), "contains NaN"),
+    (dict(label="t", lhs=1, rel="=<", rhs=2), "unknown relation"),
+    (dict(label="t", lhs=1, rel="~", rhs=2), "unknown relation"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, kind="numeric"), "unknown kind"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, verdict="true"), "unknown verdict"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, statement=""), "statement"),
+    (dict(label="t", lhs=[1, 2], rel="<=", rhs=[1, 2, 3]), "one value per case"),
+    (dict(label="t", lhs=[], rel="<=", rhs=1), "empty"),
+    (dict(label="t", lhs="abc", rel="<=", rhs=1), "number"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, tol=-1), "tol"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, tol=0.1), "tol only applies"),
+    (dict(label="t", lhs=1, rel="<=", rhs=2, kind="empirical"), "seeds"),
+])
+def test_bad_input_is_refused_clearly(ledger, kwargs, match):
+    args = dict(statement="s", kind="exact") | kwargs
+    label, lhs, rel, rhs = (args.pop(k) for k in ("label", "lhs", "rel", "rhs"))
+    with pytest.raises((ValueError, TypeError), match=match):
+        ledger.check(label, lhs, rel, rhs, **args)
+
+
+def test_duplicate_claim_is_refused(ledger):
+    ledger.check("t", 1, "<=", 2, statement="s", kind="exact")
+    with pytest.raises(ValueError, match="already checked"):
+        ledger.check("t", 1, "<=", 2, statement="s", kind="exact")
+    ledger.check("t", 1, "<=", 2, statement="s", kind="exact", name="second world")
+
+
+@pytest.mark.parametrize("bad", ["", "has space", None, "ch/01"])
+def test_bad_chapter_name(tmp_path, bad):
+    with pytest.raises(ValueError, match="chapter"):
+        Ledger(bad, root=tmp_path)
+
+
+def _verdict_output(root):
+    led = Ledger("01_x", root=root)
+    led.check("thm-1", np.random.rand(5), "<=", 2.0, statement="random but true", kind="exact")
+    led.check("lem-2", 0.3, ">", 0.1, statement="s", kind="empirical", seeds=[0, 1, 2], name="three seeds")
+    led.check("thm-3", 2.0, ">", 1.0, statement="paper's bound fails", kind="exact", verdict="fails as printed")
+    return "\n".join(led.verdict_lines())
+
+
+def test_verdict_table_is_stable_and_has_no_floats(ledger):
+    first, second = _verdict_output(ledger.root), _verdict_output(ledger.root)
+    assert first == second
+    assert not any(ch.isdigit() and "." in tok for tok in first.split() for ch in tok if tok[0].isdigit())
+    assert "fails as printed" in first and "three seeds" in first
+
+
+def test_verdicts_refuses_an_empty_chapter(ledger, capsys):
+    with pytest.raises(ValueError, match="no claims"):
+        ledger.verdicts()
+
+
+def test_collect_reads_fresh_records_and_rejects_stale_ones(ledger, tmp_path):
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "a"}]}))
+    ledger.check("thm-1", 0, "<=", 1, statement="s", kind="exact")
+    got = claims.collect(root=tmp_path, rebuild_stale=False)
+    assert [r["label"] for r in got] == ["thm-1"]
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "changed"}]}))
+    with pytest.raises(RuntimeError, match="no current claims record"):
+        claims.collect(root=tmp_path, rebuild_stale=False)
+
+
+def test_ledger_markdown_links_every_claim(ledger):
+    ledger.check("thm-1", 0, "<=", math.inf, statement="a | b", kind="exact")
+    md = claims.ledger_markdown([json.loads(json.dumps(c.__dict__)) for c in ledger.claims])
+    assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "| inf |" in md

@@ -1,0 +1,74 @@
+"""Execute chapter notebooks top to bottom in place and strip stray metadata, ready to commit.
+
+    python tools/run_notebooks.py chapters/01_setting.ipynb [more.ipynb ...]
+    python tools/run_notebooks.py --all          # every notebook under chapters/, in toc order
+
+Each notebook is executed in a fresh kernel of the current environment with its own folder as working
+directory, then saved with: outputs of this run, execution counts 1..n, deterministic cell ids, only
+the ``kernelspec``/``language_info`` notebook metadata and only ``tags``/``mystnb`` in cell metadata. It prints
+the wall time of each notebook. nbval compares the committed outputs of the verdict cells, so re-run
+this after changing a chapter or ``cssl``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEP_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
+KEEP_CELL_METADATA = {"tags", "mystnb"}  # mystnb carries figure captions and names
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Keep only the metadata a reader needs, and give cells stable ids."""
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, cell in enumerate(nb.cells):
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA and v}
+        cell.id = f"cell-{i:03d}"
+    return nb
+
+
+def run(path: Path, timeout: int) -> float:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(clean(nb), path)
+    return elapsed
+
+
+def toc_notebooks() -> list[Path]:
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    names = re.findall(r"file:\s*(chapters/[A-Za-z0-9_.-]+?)(?:\.ipynb)?\s*$", toc, flags=re.M)
+    return [ROOT / f"{n}.ipynb" for n in names if (ROOT / f"{n}.ipynb").is_file()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to execute in place")
+    parser.add_argument("--all", action="store_true", help="every chapter notebook in _toc.yml order")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+    paths = toc_notebooks() if args.all else args.notebooks
+    if not paths:
+        parser.error("name notebooks to execute, or pass --all")
+    for p in paths:
+        if p.suffix != ".ipynb" or not p.is_file():
+            parser.error(f"{p} is not a notebook file")
+    for p in paths:
+        print(f"{p.relative_to(ROOT) if p.is_absolute() else p}: {run(p.resolve(), args.timeout):.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
