@@ -268,6 +268,23 @@ class Ledger:
         return self.check(label, 0.0, "==", 0.0, statement=statement, kind="symbolic", name=name,
                           extra={"identity": f"{sp.sstr(lhs)} == {sp.sstr(rhs)}"})
 
+    def check_proof(self, label: str, proof, *, name: str = "", statement: str | None = None) -> Claim:
+        """Record a :class:`cssl.symbolic.Proof` (sympy proved ``lhs relation rhs``); raise if it did not hold.
+
+        The recorded lhs/rhs are 0 and 0: the evidence is the proof's method and residual, kept in
+        ``extra``.
+        """
+        import sympy as sp
+
+        text = statement or getattr(proof, "statement", "")
+        if not hasattr(proof, "holds") or not hasattr(proof, "residual"):
+            raise TypeError(f"claim {label!r}: check_proof needs a cssl.symbolic.Proof, got {type(proof).__name__}")
+        if not proof.holds:
+            raise ClaimFailed(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not hold: "
+                              f"{text}\n  sympy could not prove it; residual {proof.residual}")
+        return self.check(label, 0.0, "==", 0.0, statement=text, kind="symbolic", name=name,
+                          extra={"method": proof.method, "residual": sp.sstr(proof.residual)})
+
     # ---------------------------------------------------------------- reporting
     def verdict_lines(self) -> list[str]:
         """The verdict table as lines: label, name, kind and verdict of each claim, no raw floats."""

@@ -16,7 +16,6 @@ Hu et al. (2022) (the paper's t-InfoNCE appendix was not available).
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch

@@ -125,3 +125,14 @@ def test_ledger_markdown_links_every_claim(ledger):
     ledger.check("thm-1", 0, "<=", math.inf, statement="a | b", kind="exact")
     md = claims.ledger_markdown([json.loads(json.dumps(c.__dict__)) for c in ledger.claims])
     assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "| inf |" in md
+
+
+def test_check_proof_records_sympy_proofs_and_refuses_failed_ones(ledger):
+    from cssl import symbolic
+
+    c = ledger.check_proof("lem-sphere", symbolic.prove_sphere_inner_product_identity(3))
+    assert c.kind == "symbolic" and "method" in c.extra
+    with pytest.raises(ClaimFailed, match="could not prove"):
+        ledger.check_proof("lem-off", symbolic.prove_sphere_inner_product_identity(3, on_sphere=False))
+    with pytest.raises(TypeError, match="Proof"):
+        ledger.check_proof("lem-bad", True)
