@@ -67,7 +67,7 @@ class ClaimFailed(AssertionError):
     """A claim's inequality does not hold on the given numbers."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Claim:
     """One recorded claim (see the module docstring for the meaning of each field)."""
 
@@ -85,6 +85,11 @@ class Claim:
     tol: float = 0.0
     n_cases: int = 1
     extra: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        margin = "inf" if abs(self.margin) >= 1e300 else f"{self.margin:.3g}"
+        name = f" ({self.name})" if self.name else ""
+        return f"claim {self.label}{name}: {self.verdict} [{self.kind}, {self.n_cases} case(s), margin {margin}]"
 
 
 def _as_values(value, what: str, label: str) -> np.ndarray:
@@ -235,7 +240,7 @@ class Ledger:
         if not ok.all():
             bad = np.flatnonzero(~ok)
             what = f"{len(bad)} of {a.size} case(s) fail" if a.size > 1 else "it fails"
-            tol_txt = f" (tol {tol:g})" if rel == "==" else ""
+            tol_txt = f" (tol {tol:g}; max |lhs - rhs| = {np.max(np.abs(a[bad] - b[bad])):.3g})" if rel == "==" else ""
             raise ClaimFailed(
                 f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not hold: "
                 f"{statement}\n  {what}: lhs {rel} rhs{tol_txt} is false for lhs={_short(a[bad])}, "
