@@ -365,15 +365,37 @@ def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (
     return out
 
 
-def ledger_markdown(records: list[dict]) -> str:
-    """The ledger as a MyST table: chapter, statement (linked with ``{prf:ref}``), kind, verdict, margin, cases."""
-    lines = ["| chapter | statement | claim | kind | verdict | margin | cases / seeds |",
-             "|---|---|---|---|---|---|---|"]
-    for r in records:
-        cases = f"{r['n_cases']}" + (f" / seeds {','.join(map(str, r['seeds']))}" if r.get("seeds") else "")
-        margin = r["margin"]
-        margin_txt = "inf" if abs(margin) >= 1e300 else f"{margin:.3g}"
-        stmt = r["statement"].replace("|", "\\|")
-        lines.append(f"| {r['chapter']} | {{prf:ref}}`{r['label']}` | {stmt} | {r['kind']} | "
-                     f"{r['verdict']} | {margin_txt} | {cases} |")
-    return "\n".join(lines)
+def _chapter_title(root: Path, chapter: str) -> str:
+    """The first level-1 heading of a chapter notebook, or the chapter name."""
+    path = root / "chapters" / f"{chapter}.ipynb"
+    if path.is_file():
+        for cell in json.loads(path.read_text(encoding="utf-8")).get("cells", []):
+            if cell.get("cell_type") == "markdown":
+                m = re.search(r"^#\s+(.+)$", "".join(cell.get("source", "")), flags=re.M)
+                if m:
+                    return m.group(1).strip()
+    return chapter
+
+
+def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
+    """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
+
+    Columns: the statement checked (linked with ``{prf:ref}``), the claim in words, kind, verdict,
+    margin (worst-case slack) and the number of cases with their seeds.
+    """
+    root = book_root(root)
+    blocks: list[str] = []
+    chapters = list(dict.fromkeys(r["chapter"] for r in records))
+    for chapter in chapters:
+        rows = [r for r in records if r["chapter"] == chapter]
+        lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", "",
+                 "| statement | claim | kind | verdict | margin | cases |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            cases = f"{r['n_cases']}" + (f" (seeds {', '.join(map(str, r['seeds']))})" if r.get("seeds") else "")
+            margin = r["margin"]
+            margin_txt = "inf" if abs(margin) >= 1e300 else f"{margin:.3g}"
+            stmt = r["statement"].replace("|", "\\|")
+            lines.append(f"| {{prf:ref}}`{r['label']}` | {stmt} | {r['kind']} | {r['verdict']} | "
+                         f"{margin_txt} | {cases} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "*No claims recorded yet.*"

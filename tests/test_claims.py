@@ -124,7 +124,7 @@ def test_collect_reads_fresh_records_and_rejects_stale_ones(ledger, tmp_path):
 def test_ledger_markdown_links_every_claim(ledger):
     ledger.check("thm-1", 0, "<=", math.inf, statement="a | b", kind="exact")
     md = claims.ledger_markdown([json.loads(json.dumps(c.__dict__)) for c in ledger.claims])
-    assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "| inf |" in md
+    assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "| inf |" in md and "01_x" in md
 
 
 def test_check_proof_records_sympy_proofs_and_refuses_failed_ones(ledger):
