@@ -425,7 +425,8 @@ def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: in
         f(x)^T mu_0 = 1 - 2q + 2q/V        (= 1 - 2q + 2q/50 for V = 50),
 
     below the paper's ``1 - rho_0 = 1 - q`` (``rho_0`` of Lemma 3.2 with ``R_eps/p_0 = q``) for every
-    ``q in (0, 1)``, and above the corrected ``1 - tilde rho_0 = 1 - 2q`` (coefficient ``2 - a``).
+    ``q in (0, 1)`` when ``V >= 3`` (``V = 2`` gives equality), and above the corrected
+    ``1 - tilde rho_0 = 1 - 2q`` (coefficient ``2 - a``).
 
     ``q in [0, 1)``; ``q = 0`` drops the bad point.
     """
@@ -440,6 +441,9 @@ def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: in
     labels = [0]
     weights = [p0 * (1 - q)]
     if q > 0:
+        if p0 * q == 0.0:
+            raise ValueError(f"q={q:g} is so small that the bad point's mass q * p_0 underflows to 0; "
+                             "use q = 0 (no bad point) or a larger q")
         views.append(torch.cat([u[None], (-u).expand(v - 1, k)]))
         labels.append(0)
         weights.append(p0 * q)
