@@ -20,6 +20,13 @@ and no Python loop over images. Randomness is split in two steps so that tests a
 at it: :meth:`Augmentation.sample_params` draws a dict of per-image parameters and
 :meth:`Augmentation.apply` is a deterministic function of ``(x, params)``.
 
+Known differences from the authors' PIL-based pipeline, all small: arithmetic is in float rather than
+rounded to uint8 after every step (PIL also computes hue in 8-bit HSV); the blur is an exact Gaussian
+with ``sigma = blur_sigma`` rather than PIL's three-box approximation; crop sampling is
+torchvision's rule vectorised (same distribution, different random stream). The final
+``Normalize(ImageNet mean, std)`` of lightly's collate function is not part of this module: the
+model code applies it (or not) after augmenting.
+
 :class:`ReferenceAugmentation` is a slow, independently written oracle that loops over images: its
 sampler follows torchvision's ``RandomResizedCrop.get_params`` / ``ColorJitter`` code line by line, and
 :func:`reference_augment` applies one image's parameters with explicit pixel-coordinate crops
@@ -79,8 +86,13 @@ _PARAM_KEYS = ("crop", "flip", "jitter", "brightness", "contrast", "saturation",
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _check_images(x, name: str = "x") -> torch.Tensor:
-    """Validate a batch of images and return it as a floating tensor in [0, 1]."""
+def _check_images(x, name: str = "x", check_values: bool | None = None) -> torch.Tensor:
+    """Validate a batch of images and return it as a floating tensor in [0, 1].
+
+    Shape and dtype are always checked. The value range (one reduction read back to the host) is
+    checked when ``check_values`` is true; ``None`` means "on CPU only", so that a CUDA training step
+    has no host synchronisation.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}; "
                         "convert with torch.as_tensor(...)")
@@ -96,6 +108,10 @@ def _check_images(x, name: str = "x") -> torch.Tensor:
         return x.float().div_(255.0)
     if not x.dtype.is_floating_point:
         raise TypeError(f"{name} has dtype {x.dtype}; expected floating point in [0, 1] (or uint8 in [0, 255])")
+    if check_values is None:
+        check_values = x.device.type == "cpu"
+    if not check_values:
+        return x
     lo, hi = torch.aminmax(x)
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -146,45 +162,32 @@ def gaussian_kernel1d(sigma: float, radius: int | None = None, *, dtype=torch.fl
     if radius is None:
         radius = max(1, math.ceil(3 * sigma))
     radius = check_int(radius, "radius", low=1)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)  # built on the device: no copy
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).to(dtype=dtype, device=device)
+    return (k / k.sum()).to(dtype=dtype)
 
 
-# --- HSV (batched form: torchvision's rgb->hsv, and the "k = (n + 6h) mod 6" closed form for hsv->rgb)
-def _rgb_to_hsv(img: torch.Tensor) -> torch.Tensor:
-    r, g, b = img.unbind(-3)
-    maxc = torch.maximum(torch.maximum(r, g), b)
-    minc = torch.minimum(torch.minimum(r, g), b)
-    eqc = maxc == minc
-    cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    crd = torch.where(eqc, ones, cr)
-    rc = (maxc - r) / crd
-    gc = (maxc - g) / crd
-    bc = (maxc - b) / crd
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    is_b = ~is_r & ~is_g
-    h = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
-    h = torch.remainder(h / 6.0, 1.0)
-    return torch.stack((h, s, maxc), dim=-3)
-
-
-def _hsv_to_rgb(img: torch.Tensor) -> torch.Tensor:
-    h, s, v = img.unbind(-3)
-    h6 = (h * 6.0).unsqueeze(-3)
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=img.dtype, device=img.device).view(3, 1, 1)
-    k = torch.remainder(n + h6, 6.0)
-    m = torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
-    return v.unsqueeze(-3) * (1.0 - s.unsqueeze(-3) * m)
+# --- Hue rotation, batched. HSV keeps V = max(r, g, b) and V*(1-S) = min(r, g, b); with the chroma
+# c = max - min and the hexagonal hue h6 = 6 h in [0, 6) (torchvision's rgb->hsv), the rotated pixel is
+# the closed form  channel_n = max - c * clamp(min(k_n, 4 - k_n), 0, 1),  k_n = (n + h6') mod 6,
+# n = 5, 3, 1 for R, G, B (the "alternative" hsv->rgb formula), which never forms S or V explicitly.
+_HUE_N = (5.0, 3.0, 1.0)
 
 
 def _adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1)).clamp_(0.0, 1.0)
+    maxc = x.amax(dim=1)
+    minc = x.amin(dim=1)
+    r, g, b = x.unbind(1)
+    chroma = maxc - minc
+    inv = 1.0 / chroma.clamp_min(1e-12)  # chroma = 0: gray pixel, its hue is irrelevant
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    h6 = torch.where(is_r, (g - b) * inv, torch.where(is_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
+    h6 = (h6 + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1)  # in [-4, 8): the mod 6 below wraps it
+    n = torch.arange(_HUE_N[0], 0.0, -2.0, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # 5, 3, 1
+    k = torch.remainder(n + h6, 6.0)
+    m = (2.0 - (k - 2.0).abs_()).clamp_(0.0, 1.0)  # = clamp(min(k, 4 - k), 0, 1)
+    return (maxc.unsqueeze(1) - chroma.unsqueeze(1) * m).clamp_(0.0, 1.0)
 
 
 def adjust_hue(x: torch.Tensor, shift) -> torch.Tensor:
@@ -211,7 +214,7 @@ class _AugConfig:
     def __init__(self, letters: str = "abcde", *, strength: float = 0.5, cj_prob: float = 0.8,
                  gray_prob: float = 0.2, blur_prob: float = 0.5, flip_prob: float = 0.5,
                  crop_scale: Sequence[float] = (0.08, 1.0), blur_sigma: float = 1.0,
-                 crop_ratio: Sequence[float] = (3.0 / 4.0, 4.0 / 3.0)):
+                 crop_ratio: Sequence[float] = (3.0 / 4.0, 4.0 / 3.0), check_values: bool | None = None):
         if not isinstance(letters, str):
             raise TypeError(f"letters must be a string of transformation letters from {LETTERS!r}, "
                             f"got {type(letters).__name__}")
@@ -237,6 +240,10 @@ class _AugConfig:
         if self.crop_ratio[0] <= 0:
             raise ValueError(f"crop_ratio={crop_ratio!r} must be positive")
         self.blur_sigma = check_real(blur_sigma, "blur_sigma", low=0, low_open=True)
+        if check_values not in (None, True, False):
+            raise TypeError(f"check_values must be None, True or False, got {check_values!r}")
+        self.check_values = check_values
+        self._sync_free = None  # None: sync-free selection on CUDA only (tests force True on CPU)
         s = self.strength
         #: ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s): lightly 1.0.8's cj_strength rule (notes Sec. 8.5).
         self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
@@ -275,7 +282,7 @@ class _AugConfig:
         ``x``: (B, C, H, W) float in [0, 1] (uint8 is accepted and divided by 255), C in {1, 3}.
         Returns a new tensor of the same shape, dtype and device (float32 for uint8 input).
         """
-        x = _check_images(x)
+        x = _check_images(x, check_values=self.check_values)
         return self._apply(x, self.sample_params(x.shape[0], generator, x.device, image_size=x.shape[-2:]))
 
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:  # pragma: no cover - overridden
@@ -284,16 +291,23 @@ class _AugConfig:
     def _apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         return self.apply(x, params)
 
-    def _check_params(self, params: dict, batch_size: int) -> None:
+    def _check_params(self, params: dict, batch_size: int, image_size=None) -> None:
         if not isinstance(params, dict):
             raise TypeError(f"params must be the dict returned by sample_params, got {type(params).__name__}")
         missing = [k for k in _PARAM_KEYS if k not in params]
         if missing:
             raise ValueError(f"params lacks key(s) {missing}; build params with sample_params()")
         for k in _PARAM_KEYS:
-            if params[k].shape[0] != batch_size:
-                raise ValueError(f"params[{k!r}] is for {params[k].shape[0]} images but x has {batch_size}; "
+            if not isinstance(params[k], torch.Tensor) or params[k].shape[0] != batch_size:
+                raise ValueError(f"params[{k!r}] must be a tensor for {batch_size} images (len(x)); "
                                  "sample the parameters with batch_size=len(x)")
+        if image_size is not None:
+            H, W = image_size
+            box = params["crop"]
+            if box.shape[1:] != (4,) or bool(((box[:, :2] < 0) | (box[:, 2:] < 1)).any()) or bool(
+                    ((box[:, 0] + box[:, 2] > H) | (box[:, 1] + box[:, 3] > W)).any()):
+                raise ValueError(f"params['crop'] holds boxes that do not fit {H}x{W} images; sample them with "
+                                 f"sample_params(..., image_size=({H}, {W})) (the default is 32x32)")
 
 
 # ----------------------------------------------------------------------------------- batched version
@@ -318,6 +332,13 @@ class Augmentation(_AugConfig):
         edge pixels replicated (as PIL's box blurs do).
     crop_ratio : (float, float)
         Aspect-ratio (width/height) range of the crop, torchvision's default (3/4, 4/3).
+    check_values : bool or None
+        Check that pixel values lie in [0, 1] and that crop boxes fit the images. ``None`` (default):
+        on CPU only. On CUDA these checks would read a value back to the host and stall the training
+        step, so they are skipped there unless ``check_values=True``; shapes and dtypes are always
+        checked. Likewise on CUDA every stage computes the whole batch and selects with
+        ``torch.where`` (no host synchronisation at all), while on CPU only the selected images are
+        computed.
 
     Crop sampling is torchvision's ``RandomResizedCrop.get_params`` vectorised: 10 tries per image at
     once (area ``~ U(scale) * H * W``, ``log(ratio) ~ U(log r0, log r1)``, ``w = round(sqrt(area * ratio))``,
@@ -387,7 +408,8 @@ class Augmentation(_AugConfig):
             w = torch.where(found, w, torch.full_like(w, fw))
             p["crop"] = torch.stack((i, j, h, w), dim=1).to(torch.int64)
         else:
-            p["crop"] = torch.tensor([0, 0, H, W], dtype=torch.int64, device=gen_dev).repeat(B, 1)
+            zero = torch.zeros(B, dtype=torch.int64, device=gen_dev)
+            p["crop"] = torch.stack((zero, zero, torch.full_like(zero, H), torch.full_like(zero, W)), dim=1)
         # (e) flip
         p["flip"] = rand(B) < self._p("e", self.flip_prob)
         # (d) colour jitter
@@ -409,26 +431,32 @@ class Augmentation(_AugConfig):
         only on the images whose parameters select it (others pass through bit-for-bit, except that a
         crop stage resamples every image, exactly at pixel centres for a full-image box).
         """
-        return self._apply(_check_images(x), params)
+        return self._apply(_check_images(x, check_values=self.check_values), params)
 
     def _apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         B, C, H, W = x.shape
-        self._check_params(params, B)
+        check = self.check_values if self.check_values is not None else x.device.type == "cpu"
+        self._check_params(params, B, (H, W) if "a" in self.letters and check else None)
         params = _to_param_device(params, x.device)
+        sf = self._sync_free if self._sync_free is not None else x.device.type != "cpu"
+        flip = params["flip"] if "e" in self.letters else None
         if "a" in self.letters:
-            x = self._crop(x, params["crop"])
-        if "e" in self.letters:
-            x = torch.where(params["flip"].view(B, 1, 1, 1), x.flip(-1), x)
+            x = self._crop(x, params["crop"], flip)  # the flip is folded into the sampling grid
+        else:
+            x = x.clone()  # the stages below write into x
+            if flip is not None:
+                x = _rows_(x, flip, lambda t: t.flip(-1), sf)
         if "d" in self.letters:
-            x = self._jitter(x, params)
+            x = self._jitter(x, params, sf)
         if "c" in self.letters and C == 3:
-            x = torch.where(params["gray"].view(B, 1, 1, 1), _gray(x).expand_as(x), x)
+            x = _rows_(x, params["gray"], lambda t: _gray(t).expand_as(t), sf)
         if "b" in self.letters:
-            x = torch.where(params["blur"].view(B, 1, 1, 1), self._blur(x), x)
+            x = _rows_(x, params["blur"], self._blur, sf)
         return x
 
     @staticmethod
-    def _crop(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    def _crop(x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+        """Resized crop of every image (and its mirror image where ``flip``), by one ``grid_sample``."""
         B, C, H, W = x.shape
         dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         box = box.to(dt)
@@ -438,44 +466,71 @@ class Augmentation(_AugConfig):
         # source pixel coordinate of each output pixel centre, clamped to the crop (interpolate semantics)
         sy = torch.minimum(torch.maximum(i + (v + 0.5) * h / H - 0.5, i), i + h - 1)
         sx = torch.minimum(torch.maximum(j + (u + 0.5) * w / W - 0.5, j), j + w - 1)
+        if flip is not None:  # output column u of a flipped image is column W-1-u of the crop
+            sx = torch.where(flip.view(B, 1), sx.flip(1), sx)
         gy = (2 * sy + 1) / H - 1  # grid_sample's normalised coordinates, align_corners=False
         gx = (2 * sx + 1) / W - 1
         grid = torch.stack((gx.view(B, 1, W).expand(B, H, W), gy.view(B, H, 1).expand(B, H, W)), dim=-1)
         out = F.grid_sample(x.to(dt), grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out.to(x.dtype)
 
-    def _jitter(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def _jitter(self, x: torch.Tensor, params: dict, sync_free: bool = False) -> torch.Tensor:
         B, C = x.shape[:2]
         on = params["jitter"]
-        factors = torch.stack([params["brightness"], params["contrast"], params["saturation"]], dim=1).to(x.dtype)
+        dt = x.dtype
         order = params["order"]
-        hue = params["hue"].to(x.dtype)
         for stage in range(4):
             op = order[:, stage]
-            # brightness, contrast, saturation are all blends f*x + (1-f)*ref, ref = 0, mean luma, luma
-            is_blend = on & (op < 3)
-            if C == 1:
-                is_blend = is_blend & (op < 2)  # saturation is the identity on gray images
-            f = torch.where(is_blend, factors.gather(1, op.clamp(max=2).view(B, 1)).squeeze(1),
-                            torch.ones_like(hue)).view(B, 1, 1, 1)
+            # Brightness, contrast, saturation are blends f x + (1-f) ref with ref = 0, mean luma, luma,
+            # computed as clamp(f x + c), c = (1-f) ref. Images not blended at this stage get f = 1, c = 0,
+            # which leaves them bit-for-bit unchanged (x is already in [0, 1]).
+            con = (on & (op == 1)).to(dt)
+            sat = (on & (op == 2)).to(dt) if C == 3 else torch.zeros_like(con)  # identity on gray images
+            bri = (on & (op == 0)).to(dt)
+            f = (1 + bri * (params["brightness"].to(dt) - 1) + con * (params["contrast"].to(dt) - 1)
+                 + sat * (params["saturation"].to(dt) - 1))
             g = _gray(x)
-            ref = torch.where((op == 1).view(B, 1, 1, 1), g.mean(dim=(1, 2, 3), keepdim=True),
-                              torch.where((op == 2).view(B, 1, 1, 1), g, torch.zeros_like(g)))
-            x = torch.where(is_blend.view(B, 1, 1, 1), (f * x + (1 - f) * ref).clamp(0.0, 1.0), x)
+            w_con = (con * (1 - f)).view(B, 1, 1, 1)
+            w_sat = (sat * (1 - f)).view(B, 1, 1, 1)
+            c = torch.addcmul(w_con * g.mean(dim=(1, 2, 3), keepdim=True), w_sat, g)
+            x = torch.addcmul(c, f.view(B, 1, 1, 1), x).clamp_(0.0, 1.0)
             if C == 3:
-                idx = torch.nonzero(on & (op == 3)).squeeze(1)
-                if idx.numel():
-                    x = x.index_copy(0, idx, _adjust_hue(x.index_select(0, idx), hue.index_select(0, idx)))
+                hue = params["hue"].to(dt)
+                x = _rows_(x, on & (op == 3), lambda t, h: _adjust_hue(t, h), sync_free, hue)
         return x
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
+        """Separable Gaussian blur with replicated edges as two small matrix products ``M_H x M_W^T``
+        (much faster on CPU than a 1-channel convolution)."""
+        H, W = x.shape[-2:]
         k = gaussian_kernel1d(self.blur_sigma, dtype=x.dtype, device=x.device)
-        r = (k.numel() - 1) // 2
-        y = F.pad(x.reshape(B * C, 1, H, W), (r, r, r, r), mode="replicate")
-        y = F.conv2d(y, k.view(1, 1, 1, -1))
-        y = F.conv2d(y, k.view(1, 1, -1, 1))
-        return y.view(B, C, H, W)
+        return torch.matmul(torch.matmul(_blur_matrix(H, k), x), _blur_matrix(W, k).T)
+
+
+def _rows_(x: torch.Tensor, mask: torch.Tensor, fn, sync_free: bool, *extra: torch.Tensor) -> torch.Tensor:
+    """``x[mask] = fn(x[mask], *extra[mask])``, returning ``x``.
+
+    CPU (``sync_free`` false): only the selected images are computed, gathered by index and written
+    back in place (``torch.nonzero`` reads the count back, free on CPU). CUDA (``sync_free`` true):
+    ``fn`` runs on the whole batch and ``torch.where`` selects, so nothing is read back to the host and
+    the training step never waits for the GPU.
+    """
+    if sync_free:
+        return torch.where(mask.view(-1, 1, 1, 1), fn(x, *extra).to(x.dtype), x)
+    idx = torch.nonzero(mask).squeeze(1)
+    if idx.numel():
+        x.index_copy_(0, idx, fn(x.index_select(0, idx), *(e.index_select(0, idx) for e in extra)).to(x.dtype))
+    return x
+
+
+def _blur_matrix(n: int, k: torch.Tensor) -> torch.Tensor:
+    """(n, n) matrix of the 1-D convolution with kernel ``k`` on a length-n signal whose edge samples
+    are replicated: ``M[p, clamp(p + t, 0, n - 1)] += k[t + r]``."""
+    r = (k.numel() - 1) // 2
+    cols = (torch.arange(n, device=k.device).view(n, 1) + torch.arange(-r, r + 1, device=k.device).view(1, -1))
+    cols = cols.clamp(0, n - 1)
+    m = torch.zeros(n, n, dtype=k.dtype, device=k.device)
+    return m.scatter_add_(1, cols, k.view(1, -1).expand(n, -1).contiguous())
 
 
 def two_views(x: torch.Tensor, aug: Augmentation, generator: torch.Generator | None = None
