@@ -1,0 +1,125 @@
+"""Execution time and peak memory of every chapter, against the book's budgets.
+
+    python bench/bench_chapters.py [--out bench/results] [chapters/01_setting.ipynb ...]
+
+Runs each chapter notebook of ``_toc.yml`` (or the ones named) top to bottom in a fresh kernel, one
+after the other, and measures the wall time and the peak resident memory of the kernel process tree
+(sampled every 50 ms with psutil, so very short spikes can be missed). Budgets (DESIGN.md): theory
+chapter at most 60 s, experiment chapter at most 180 s, each at most 2 GB; the whole book at most
+15 minutes on a 2-core CPU. Writes ``chapters.json`` (with machine, date and commit) and
+``chapters.md`` (the table the README shows) atomically. The notebooks themselves are not modified.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from run_notebooks import toc_notebooks  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from cssl._io import atomic_write, atomic_write_json  # noqa: E402
+
+#: Chapters that train several models get the experiment budget; the rest are theory chapters.
+EXPERIMENT_CHAPTERS = {"08", "09", "10", "11", "12"}
+BUDGET_S = {"theory": 60.0, "experiment": 180.0}
+BUDGET_BYTES = 2 * 1024**3
+
+
+def _tree_rss(pid: int) -> int:
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(path: Path) -> dict:
+    """Execute one notebook; return its wall time and the kernel tree's peak RSS."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            km = getattr(client, "km", None)
+            pid = None
+            if km is not None and getattr(km, "provisioner", None) is not None:
+                pid = getattr(getattr(km.provisioner, "process", None), "pid", None)
+            if pid:
+                peak[0] = max(peak[0], _tree_rss(pid))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        elapsed = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+    kind = "experiment" if path.stem[:2] in EXPERIMENT_CHAPTERS else "theory"
+    return {"chapter": path.stem, "kind": kind, "seconds": round(elapsed, 1), "peak_rss_mb": round(peak[0] / 2**20),
+            "budget_s": BUDGET_S[kind], "within_budget": elapsed <= BUDGET_S[kind] and peak[0] <= BUDGET_BYTES}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to measure (default: every chapter)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="output folder")
+    args = parser.parse_args(argv)
+    paths = [p.resolve() for p in args.notebooks] or toc_notebooks()
+    rows = []
+    for path in paths:
+        row = measure(path)
+        rows.append(row)
+        print(f"{row['chapter']:<28} {row['seconds']:7.1f} s  {row['peak_rss_mb']:6d} MB  "
+              f"({row['kind']}, budget {row['budget_s']:.0f} s){'' if row['within_budget'] else '  OVER BUDGET'}",
+              flush=True)
+    total = sum(r["seconds"] for r in rows)
+    report = {"machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
+              "date": dt.date.today().isoformat(), "commit": _commit(), "python": platform.python_version(),
+              "total_seconds": round(total, 1), "book_budget_s": 900, "chapters": rows}
+    atomic_write_json(args.out / "chapters.json", report)
+    lines = [f"Measured on {report['machine']}, {report['date']}, commit {report['commit']}.", "",
+             "| chapter | kind | time (s) | budget (s) | peak memory (MB) | within budget |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['chapter']} | {r['kind']} | {r['seconds']:.1f} | {r['budget_s']:.0f} | {r['peak_rss_mb']} | "
+              f"{'yes' if r['within_budget'] else 'NO'} |" for r in rows]
+    lines.append(f"| **all chapters** | | **{total:.1f}** | 900 | | {'yes' if total <= 900 else 'NO'} |")
+    with atomic_write(args.out / "chapters.md") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print(f"total {total:.1f} s; report in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
