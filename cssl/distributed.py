@@ -164,11 +164,12 @@ def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSum.apply(x)
 
 
-def cross_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3, *, eps: float = 0.0) -> torch.Tensor:
+def cross_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3, eps: float = 1e-8) -> torch.Tensor:
     """Barlow Twins loss ``sum_i (1 - C_ii)^2 + lam * sum_{i!=j} C_ij^2`` with global batch statistics.
 
-    Each view's projection is standardised per dimension with the *global* mean and unbiased standard
-    deviation (``N_global - 1``, as ``torch.std``), and ``C = z1n^T z2n / N_global``: the sums
+    Each view's projection is standardised per dimension with the *global* mean and biased variance,
+    ``zn = (z - mean) / sqrt(var + eps)`` as in :func:`cssl.losses.cross_correlation`, and
+    ``C = z1n^T z2n / N_global``: the sums
     ``sum z``, ``sum z^2`` and ``z1n^T z2n`` are all-reduced with gradients. With one process this is
     exactly :func:`cssl.losses.cross_correlation` (the test checks the two agree on 1 and 2 ranks).
     """
@@ -188,7 +189,7 @@ def cross_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3
     def standardise(z):
         s = all_reduce_with_grad(torch.stack([z.sum(0), (z * z).sum(0)]))
         mean = s[0] / n
-        var = (s[1] - n * mean * mean) / (n - 1)
+        var = s[1] / n - mean * mean
         return (z - mean) / (var.clamp_min(0) + eps).sqrt()
 
     c = all_reduce_with_grad(standardise(z1).T @ standardise(z2)) / n

@@ -284,7 +284,8 @@ def knn_predict(bank_feats, bank_labels, query_feats, *, num_classes: int, k: in
         sim = query[i:i + batch_size] @ bank.T
         top_sim, top_idx = sim.topk(k, dim=1)
         weight = (top_sim / temperature).exp()
-        scores = torch.zeros(sim.shape[0], num_classes, dtype=dtype).scatter_add_(1, labels[top_idx], weight)
+        scores = torch.zeros(sim.shape[0], num_classes, dtype=dtype, device=sim.device)
+        scores.scatter_add_(1, labels.to(sim.device)[top_idx], weight)
         preds.append(scores.argmax(dim=1))
     return torch.cat(preds)
 

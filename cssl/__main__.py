@@ -1,0 +1,235 @@
+"""Command line: ``python -m cssl <command> ...`` (also installed as ``cssl``).
+
+Commands
+    ``train``      one training run (any :class:`cssl.train.TrainConfig` field as an option)
+    ``reproduce``  an experiment of the paper (``table1``, ``table2``, ``figure3``) over methods and seeds
+
+Examples::
+
+    python -m cssl train --method simclr --letters ab --steps 200 --out-dir runs/simclr-ab
+    python -m cssl reproduce table1 --profile quick --methods simclr barlow_twins --seeds 0 1 2
+    python -m cssl reproduce table2 --profile paper --dataset cifar10 --data-root data_cache --download
+    torchrun --nproc_per_node 4 -m cssl train --profile paper --method simclr --epochs 800
+
+Adding a command is one call to :func:`register` with a function that adds its arguments and one that
+runs it and returns the exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from typing import Callable
+
+__all__ = ["main", "register", "build_parser", "COMMANDS"]
+
+#: name -> (help, add_arguments(parser), run(args) -> exit status)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], int]) -> None:
+    """Add a subcommand: ``add_arguments(parser)`` declares its options, ``run(args)`` returns the exit code."""
+    if name in COMMANDS:
+        raise ValueError(f"command {name!r} is already registered")
+    COMMANDS[name] = (help, add_arguments, run)
+
+
+# ------------------------------------------------------------------------------------------- train
+_TRAIN_HELP = {
+    "method": "self-supervised method: simclr, barlow_twins, moco, simsiam",
+    "dataset": "textures (16x16 procedural colour textures), digits (sklearn 8x8), cifar10, cifar100",
+    "letters": "augmentations, a subset of abcde: a crop, b blur, c grayscale, d colour jitter, e flip",
+    "strength": "colour-jitter strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), in (0, 2.5]",
+    "cj_prob": "probability of colour jitter, in [0, 1] (Table 2 uses 1.0)",
+    "backbone": "encoder: smallcnn or resnet18 (CIFAR stem)",
+    "width": "backbone width (smallcnn 16, resnet18 64 when omitted)",
+    "steps": "number of optimizer steps (give steps or epochs)",
+    "epochs": "number of epochs of n_train // batch_size steps (give steps or epochs)",
+    "batch_size": "global batch size (split across torchrun ranks)",
+    "optimizer": "sgd (momentum) or adam",
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "cosine": "cosine learning-rate schedule over the run",
+    "seed": "seed of initialisation, batch order and augmentations",
+    "device": "auto (CUDA if available), cpu, cuda, cuda:N",
+    "amp": "bf16 autocast on CUDA (ignored on CPU)",
+    "eval_every": "evaluate (kNN, nearest centre) every this many steps (default: once per epoch)",
+    "checkpoint_every": "write the checkpoint every this many steps (default: at every evaluation)",
+    "knn_k": "k of the kNN monitor (authors: 200)",
+    "knn_t": "temperature of the kNN monitor (authors: 0.1)",
+    "recalibrate_bn": "re-estimate BatchNorm statistics on clean training images before each evaluation",
+    "eval_batch_size": "batch size of feature extraction",
+    "temperature": "NT-Xent temperature (SimCLR 0.5, MoCo 0.1 when omitted)",
+    "bt_lambda": "Barlow Twins off-diagonal weight lambda (5e-3 when omitted)",
+    "moco_momentum": "MoCo momentum-encoder coefficient",
+    "queue_size": "MoCo queue length",
+    "split_bn": "number of BatchNorm splits (MoCo: 8 in the authors' code; 1 = ordinary BatchNorm)",
+    "n_train": "use a seeded subset of this many training images",
+    "n_test": "use a seeded subset of this many test images",
+    "image_size": "side of the procedural textures",
+    "data_root": "folder of the CIFAR files",
+    "download": "download CIFAR if missing (md5-checked)",
+    "data_md5": "expected md5 of the CIFAR archive (default: the official one)",
+    "data_seed": "seed of the procedural data and of subsets",
+    "out_dir": "folder for results.json and checkpoint.pt (default runs/<method>-<dataset>-<letters>-s<seed>)",
+    "profile": "start from this profile's settings (quick or paper); explicit options override it",
+}
+
+
+def _field_type(f: dataclasses.Field):
+    from .train import TrainConfig
+
+    t = typing.get_type_hints(TrainConfig)[f.name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if args else t
+
+
+def _add_train_config_options(p: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    g = p.add_argument_group("run configuration (defaults: the profile's, else TrainConfig's)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "profile":
+            continue
+        t = _field_type(f)
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{_TRAIN_HELP.get(f.name, f.name)} [TrainConfig default: {f.default}]"
+        if t is bool:
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            choices = {"method": ["simclr", "barlow_twins", "moco", "simsiam"],
+                       "dataset": ["textures", "digits", "cifar10", "cifar100"],
+                       "backbone": ["smallcnn", "resnet18"], "optimizer": ["sgd", "adam"]}.get(f.name)
+            g.add_argument(flag, dest=f.name, type=t, default=None, choices=choices, help=help_,
+                           metavar=None if choices else f.name.upper())
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=["quick", "paper"], default=None,
+                   help="start from a profile's settings (see `reproduce --help`); options below override it")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start afresh even if out_dir holds a checkpoint")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_train_config_options(p)
+
+
+def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    from .experiments import profile_config
+    from .train import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "profile"]
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    try:
+        if args.profile is not None:
+            method = given.pop("method", "simclr")
+            dataset = given.pop("dataset", None)
+            return profile_config(args.profile, method, dataset=dataset, **given)
+        if "epochs" in given and "steps" not in given:
+            given["steps"] = None
+        return TrainConfig(**given)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from . import distributed as dist_utils
+    from .train import train
+
+    cfg = _config_from_args(args, args._parser)
+    if cfg.out_dir is None:
+        cfg.out_dir = f"runs/{cfg.method}-{cfg.dataset}-{cfg.letters}-s{cfg.seed}"
+    try:
+        res = train(cfg, resume=args.resume, progress=args.progress)
+        main_rank = dist_utils.is_main()  # before cleanup, which forgets the rank
+    finally:
+        dist_utils.cleanup()
+    if main_rank:
+        fin, best = res["final"], res["best"]
+        print(f"{cfg.method} {cfg.dataset} {cfg.letters}: final kNN {fin['knn_top1']:.4f} (step {fin['step']}), "
+              f"best kNN {best['knn_top1']:.4f} (step {best['step']}), nearest-centre {fin['nearest_centre_acc']:.4f}; "
+              f"results in {cfg.out_dir}/results.json")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- reproduce
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    from .experiments import ALL_METHODS, EXPERIMENTS, PROFILES
+
+    p.add_argument("experiment", choices=sorted(EXPERIMENTS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in EXPERIMENTS.items()))
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()) + " (default quick)")
+    p.add_argument("--methods", nargs="+", choices=list(ALL_METHODS), default=None,
+                   help="methods to run (default: the profile's; figure3 runs simclr)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
+    p.add_argument("--dataset", default=None, help="quick: textures|digits; paper: cifar10|cifar100")
+    p.add_argument("--out", default="results", help="root folder of results (default results/)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--steps", type=int, default=None, help="override the run length in steps")
+    p.add_argument("--epochs", type=int, default=None, help="override the run length in epochs")
+    p.add_argument("--data-root", dest="data_root", default=None, help="folder of the CIFAR files")
+    p.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+
+
+def _reproduce_run(args: argparse.Namespace) -> int:
+    from .experiments import reproduce
+
+    if args.seeds is not None and any(s < 0 for s in args.seeds):
+        args._parser.error(f"--seeds must be nonnegative integers, got {args.seeds}")
+    for name in ("steps", "epochs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            args._parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    extra = {k: getattr(args, k) for k in ("steps", "epochs", "data_root", "download") if getattr(args, k) is not None}
+    try:
+        summary = reproduce(args.experiment, profile=args.profile, methods=args.methods, seeds=args.seeds,
+                            dataset=args.dataset, out=args.out, device=args.device, progress=args.progress, **extra)
+    except (ValueError, TypeError) as err:
+        args._parser.error(str(err))
+    print(f"{summary['experiment']} ({summary['profile']}, {summary['dataset']}): kNN top-1, mean ± std over "
+          f"seeds {summary['seeds']}; final | best over evaluations")
+    for m, cells in summary["rows"].items():
+        for label, c in cells.items():
+            f, b = c["final_knn_summary"], c["best_knn_summary"]
+            print(f"  {m:13s} {label:8s} {f['mean']:.4f} ± {f['std']:.4f} | {b['mean']:.4f} ± {b['std']:.4f}")
+    print(f"summary in {args.out}/{summary['experiment']}/{summary['profile']}-{summary['dataset']}/summary.json")
+    return 0
+
+
+register("train", "train one model and write results.json + checkpoint.pt", _train_args, _train_run)
+register("reproduce", "run an experiment of the paper (table1, table2, figure3) over methods and seeds",
+         _reproduce_args, _reproduce_run)
+
+# ---------------------------------------------------------------------------------------------------
+# LEDGER: the lead adds `python -m cssl ledger` here, e.g.
+#     register("ledger", "print the claims ledger", _ledger_args, _ledger_run)
+# with _ledger_args(parser) declaring its options and _ledger_run(args) -> exit status.
+# ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cssl", description="Executable companion of 'Towards the Generalization of Contrastive "
+        "Self-Supervised Learning' (Huang, Yi, Zhao, Jiang, ICLR 2023).",
+        epilog="Run `python -m cssl <command> --help` for a command's options.")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (help_, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_arguments(p)
+        p.set_defaults(_run=run, _parser=p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args._run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
