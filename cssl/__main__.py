@@ -203,11 +203,30 @@ register("train", "train one model and write results.json + checkpoint.pt", _tra
 register("reproduce", "run an experiment of the paper (table1, table2, figure3) over methods and seeds",
          _reproduce_args, _reproduce_run)
 
-# ---------------------------------------------------------------------------------------------------
-# LEDGER: the lead adds `python -m cssl ledger` here, e.g.
-#     register("ledger", "print the claims ledger", _ledger_args, _ledger_run)
-# with _ledger_args(parser) declaring its options and _ledger_run(args) -> exit status.
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------ ledger
+def _ledger_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=None, help="the book's folder (default: the nearest parent with _toc.yml)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="execute every chapter whose record is missing or stale before printing (slow)")
+
+
+def _ledger_run(args: argparse.Namespace) -> int:
+    from . import claims
+
+    try:
+        records = claims.collect(root=args.root, exclude=["90_ledger"], rebuild_stale=args.rebuild)
+    except RuntimeError as err:
+        print(f"error: {err}\n(run `python -m cssl ledger --rebuild` or build the book first)", file=sys.stderr)
+        return 1
+    for r in records:
+        margin = "inf" if abs(r["margin"]) >= 1e300 else f"{r['margin']:.3g}"
+        print(f"{r['chapter']:<22} {r['label']:<26} {r['kind']:<9} {r['verdict']:<28} margin {margin:<9} "
+              f"{r['statement']}")
+    print(f"{len(records)} claims")
+    return 0
+
+
+register("ledger", "print every claim the book checks, with kind, verdict and margin", _ledger_args, _ledger_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,3 +136,16 @@ def test_check_proof_records_sympy_proofs_and_refuses_failed_ones(ledger):
         ledger.check_proof("lem-off", symbolic.prove_sphere_inner_product_identity(3, on_sphere=False))
     with pytest.raises(TypeError, match="Proof"):
         ledger.check_proof("lem-bad", True)
+
+
+def test_ledger_command_prints_fresh_records_and_fails_on_missing_ones(ledger, tmp_path, capsys):
+    from cssl.__main__ import main
+
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "a"}]}))
+    assert main(["ledger", "--root", str(tmp_path)]) == 1
+    assert "no current claims record" in capsys.readouterr().err
+    ledger.check("thm-1", 0, "<=", 1, statement="zero is at most one", kind="exact")
+    assert main(["ledger", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "thm-1" in out and "zero is at most one" in out and "1 claims" in out
