@@ -61,6 +61,8 @@ VERDICTS = ("holds", "fails as printed", "not reproduced at this scale")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]*$")
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 RECORD_DIR = Path("_build") / "claims"
+#: A claim over thousands of cases records only its first values (and its margin over all of them).
+MAX_STORED_VALUES = 50
 
 
 class ClaimFailed(AssertionError):
@@ -247,8 +249,9 @@ class Ledger:
                 f"rhs={_short(b[bad])}" + (f", seeds={[list(seeds)[i] for i in bad[:4]]}"
                                             if seeds is not None and len(seeds) == a.size else ""))
         m = float(np.min(margin))
+        keep = slice(0, MAX_STORED_VALUES)  # the record keeps the first values; the margin covers all
         claim = Claim(chapter=self.chapter, label=label, name=name, statement=statement.strip(), kind=kind,
-                      relation=rel, lhs=[_jsonable(x) for x in a], rhs=[_jsonable(x) for x in b],
+                      relation=rel, lhs=[_jsonable(x) for x in a[keep]], rhs=[_jsonable(x) for x in b[keep]],
                       margin=m if math.isfinite(m) else (1e308 if m > 0 else -1e308),
                       verdict=verdict, seeds=None if seeds is None else [int(s) for s in seeds],
                       tol=float(tol), n_cases=int(a.size), extra=dict(extra or {}))
@@ -326,12 +329,17 @@ def _toc_chapters(root: Path) -> list[str]:
 
 
 def _execute(notebook: Path, timeout: int) -> None:
+    import subprocess
+
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(notebook, as_version=4)
+    # The kernel's own log lines (e.g. ipykernel's transport warning) must not reach the calling
+    # notebook's stderr, where the book build would treat them as an error; cell errors still raise.
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute(
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (), rebuild_stale: bool = True,

@@ -166,7 +166,8 @@ def r_eps(world: World, eps: float) -> float:
     Takes a feature world ``world.map(f)``.
     """
     world = _check_world(world)
-    return float(world.weights[~aligned_mask(world, eps)].sum())
+    # A sum of point masses can exceed 1 by a rounding error; a probability cannot.
+    return min(1.0, float(world.weights[~aligned_mask(world, eps)].sum()))
 
 
 # ------------------------------------------------------------------ nearest-centre classifier

@@ -102,6 +102,6 @@ def test_ledger_record_of_each_chapter_lists_its_labels():
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text())
         text = "\n".join("".join(c["source"]) for c in nb["cells"])
-        checked = set(re.findall(r"\.check(?:_identity)?\(\s*\"([^\"]+)\"", text))
+        checked = set(re.findall(r"\.check(?:_identity|_proof)?\(\s*\"([^\"]+)\"", text))
         defined = set(re.findall(r":label:\s*(\S+)", text))
         assert checked <= defined, f"{path.name}: claims on labels it does not define: {checked - defined}"

@@ -149,3 +149,10 @@ def test_ledger_command_prints_fresh_records_and_fails_on_missing_ones(ledger, t
     assert main(["ledger", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "thm-1" in out and "zero is at most one" in out and "1 claims" in out
+
+
+def test_large_claims_store_a_bounded_sample_but_the_margin_of_all_cases(ledger):
+    lhs = np.linspace(0, 1, 1000)
+    c = ledger.check("thm-big", lhs, "<=", 1.5, statement="many cases", kind="exact")
+    assert len(c.lhs) == claims.MAX_STORED_VALUES and c.n_cases == 1000
+    assert c.margin == pytest.approx(0.5)

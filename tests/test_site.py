@@ -30,8 +30,8 @@ SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOT_PAGES = {"index", "chapters/01_setting", "chapters/90_ledger"}
-TITLE = re.compile(r"^(Definition|Lemma|Theorem|Proposition|Corollary|Remark|Example|Conjecture|Exercise)"
-                   r" \d+(\.\d+)*\b")
+TITLE = re.compile(r"^(Definition|Lemma|Theorem|Proposition|Corollary|Remark|Example|Conjecture|Exercise"
+                   r"|Observation|Property|Assumption|Criterion|Algorithm|Axiom|Notation) \d+(\.\d+)*\b")
 
 
 def _requirement(ok: bool, why: str) -> None:
