@@ -8,10 +8,8 @@ This module records all of them, **exactly** (finite weighted sums, float64), at
 training run:
 
 * :func:`snapshot` -- the quantities of one feature world ``world.map(f)``;
-* :func:`fit_tracked` -- :func:`cssl.train.fit_on_world`'s training loop (same sampling, same Adam
-  steps, the same weights for the same seed) with a :func:`snapshot` before training, every ``every``
-  steps and at the end; it also accepts the book's t-InfoNCE loss (Chapter 7), which
-  ``fit_on_world`` does not;
+* :func:`fit_tracked` -- training with :func:`cssl.train.fit_on_world` (so the same weights for the
+  same seed), with a :func:`snapshot` before training, every ``every`` steps and at the end;
 * :func:`t_info_nce_split_exact` -- the population version of :func:`cssl.losses.t_info_nce_split`.
 
 Paper references: ``L1``/``L2`` of InfoNCE, eq. (5) (Sec. 4.1); linear loss, Sec. 4.1; cross-correlation
@@ -21,9 +19,8 @@ reading of Hu et al. (2022) (notes 7), not a formula of the paper.
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +29,8 @@ from torch import nn
 from . import losses as _losses
 from . import metrics as _metrics
 from ._validate import check_int, check_real
-from .worlds import World, sample_view_triples
+from .train import WORLD_LOSSES, fit_on_world
+from .worlds import World
 
 __all__ = [
     "TRACKED_LOSSES",
@@ -44,9 +42,8 @@ __all__ = [
     "fit_tracked",
 ]
 
-#: Losses :func:`fit_tracked` trains with: those of :func:`cssl.train.fit_on_world` plus ``t_info_nce``.
-TRACKED_LOSSES = ("info_nce", "linear", "t_info_nce", "cross_correlation", "nt_xent", "spectral")
-_NEEDS_NEGATIVE = ("info_nce", "linear", "t_info_nce")
+#: Losses :func:`fit_tracked` trains with: those of :func:`cssl.train.fit_on_world`.
+TRACKED_LOSSES = WORLD_LOSSES
 _BLOCK_ELEMENTS = 1 << 21
 
 
@@ -269,27 +266,15 @@ class Trace:
             self.values.setdefault(k, []).append(float(v))
 
 
-def _batch_loss(loss: str, kwargs: dict) -> Callable:
-    fns = {"info_nce": lambda a, b, n: _losses.info_nce(a, b, n, **kwargs),
-           "linear": lambda a, b, n: _losses.linear_contrastive(a, b, n, **kwargs),
-           "t_info_nce": lambda a, b, n: _losses.t_info_nce(a, b, n, **kwargs),
-           "nt_xent": lambda a, b, n: _losses.nt_xent(a, b, **kwargs),
-           "cross_correlation": lambda a, b, n: _losses.cross_correlation(a, b, **kwargs),
-           "spectral": lambda a, b, n: _losses.spectral_contrastive(a, b, **kwargs)}
-    return fns[loss]
-
-
 def fit_tracked(encoder: nn.Module, world: World, *, loss: str = "info_nce", steps: int = 200, every: int = 20,
                 batch_size: int = 64, lr: float = 1e-2, seed: int = 0, eps=0.5, radius: float | None = None,
                 test_world: World | None = None, standardize: bool = False, progress: bool = False,
                 **loss_kwargs) -> Trace:
-    r"""Train ``encoder`` on ``world`` exactly like :func:`cssl.train.fit_on_world` and record :func:`snapshot`\ s.
+    r"""Train ``encoder`` on ``world`` with :func:`cssl.train.fit_on_world` and record :func:`snapshot`\ s.
 
-    Each step draws ``batch_size`` triples ``(x1, x2, x^-)`` with :func:`cssl.worlds.sample_view_triples`
-    (a generator seeded with ``seed``) and takes one Adam step (``lr``) on the batch loss of
-    :mod:`cssl.losses` named by ``loss`` (:data:`TRACKED_LOSSES`; ``loss_kwargs`` are passed on, e.g.
-    ``lam`` or ``temperature``). For the losses ``fit_on_world`` knows, the weights after training and
-    the per-step losses are identical to ``fit_on_world``'s for the same initial weights and seed.
+    The training is ``fit_on_world``'s own loop (same sampling, optimiser, losses and seed, so the same
+    weights and per-step losses); ``loss`` is one of :data:`TRACKED_LOSSES` and ``loss_kwargs`` are
+    passed on (e.g. ``lam`` or ``temperature``).
 
     Snapshots of the *input* world pushed through the encoder (``world.map`` of a float64 copy, so the
     exact identities hold to rounding) are taken at step 0, every ``every`` steps and after the last
@@ -311,15 +296,7 @@ def fit_tracked(encoder: nn.Module, world: World, *, loss: str = "info_nce", ste
     eps_values = _eps_list(eps)
     if test_world is not None and not isinstance(test_world, World):
         raise TypeError(f"test_world must be a cssl.World or None, got {type(test_world).__name__}")
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("encoder has no trainable parameters")
-    fn = _batch_loss(loss, loss_kwargs)
     lam = loss_kwargs.get("lam")
-    needs_neg = loss in _NEEDS_NEGATIVE
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(params, lr=lr)
-    cast = {"device": params[0].device, "dtype": params[0].dtype}
     trace = Trace(loss)
 
     def record(step: int) -> None:
@@ -328,28 +305,11 @@ def fit_tracked(encoder: nn.Module, world: World, *, loss: str = "info_nce", ste
         trace._add(step, snapshot(world.map(f64), loss=loss, eps=eps_values, radius=radius, lam=lam,
                                   test_world=test, standardize=standardize))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def after_step(step: int, value: float) -> None:
+        if step % every == 0 or step == steps:
+            record(step)
 
-        bar = tqdm(total=steps, desc=f"fit_tracked[{loss}]", leave=False, file=sys.stdout)
     record(0)
-    encoder.train()
-    try:
-        for step in range(1, steps + 1):
-            x1, x2, xn, _y = sample_view_triples(world, batch_size, gen)
-            z1, z2 = encoder(x1.to(**cast)), encoder(x2.to(**cast))
-            zn = encoder(xn.to(**cast)) if needs_neg else None
-            value = fn(z1, z2, zn)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            trace.batch_losses.append(float(value.detach()))
-            if bar is not None:
-                bar.update(1)
-            if step % every == 0 or step == steps:
-                record(step)
-    finally:
-        if bar is not None:
-            bar.close()
+    trace.batch_losses.extend(fit_on_world(encoder, world, loss=loss, steps=steps, batch_size=batch_size, lr=lr,
+                                           seed=seed, progress=progress, callback=after_step, **loss_kwargs))
     return trace

@@ -38,6 +38,7 @@ import dataclasses
 import math
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -610,11 +611,12 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
 
 
 # ----------------------------------------------------------------------------------- theory worlds
-WORLD_LOSSES = ("info_nce", "nt_xent", "cross_correlation", "linear", "spectral")
+WORLD_LOSSES = ("info_nce", "nt_xent", "cross_correlation", "linear", "spectral", "t_info_nce")
 
 
 def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: int = 200, batch_size: int = 64,
-                 lr: float = 1e-2, seed: int = 0, progress: bool = False, **loss_kwargs) -> list[float]:
+                 lr: float = 1e-2, seed: int = 0, progress: bool = False,
+                 callback: Callable[[int, float], None] | None = None, **loss_kwargs) -> list[float]:
     """Train ``encoder`` on a finite :class:`cssl.worlds.World` with the paper's sampling; return the losses.
 
     Each step draws ``batch_size`` triples with :func:`cssl.worlds.sample_view_triples`: a point ``x``
@@ -626,10 +628,13 @@ def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: in
     * ``nt_xent``: SimCLR's in-batch loss (``temperature``),
     * ``cross_correlation``: Barlow Twins' loss (``lam``, Sec. 2),
     * ``spectral``: HaoChen et al.'s spectral contrastive loss,
+    * ``t_info_nce``: the Cauchy-kernel t-InfoNCE (the book's reading of Hu et al. 2022),
 
     from :mod:`cssl.losses`; ``loss_kwargs`` are passed on. The encoder keeps its own normalisation
     (wrap it in :class:`cssl.models.SphereEncoder` for ``||f|| = r``). Deterministic for a ``seed``
-    given the encoder's initial weights.
+    given the encoder's initial weights. ``callback(step, loss)`` is called after every step
+    (``step`` counts from 1), e.g. to record the encoder's geometry (:func:`cssl.tracking.fit_tracked`);
+    ``progress=True`` shows a progress bar on stdout (never stderr, which a book build treats as an error).
     """
     from . import losses as L
     from .worlds import sample_view_triples
@@ -649,19 +654,22 @@ def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: in
           "linear": lambda a, b, n: L.linear_contrastive(a, b, n, **loss_kwargs),
           "nt_xent": lambda a, b, n: L.nt_xent(a, b, **loss_kwargs),
           "cross_correlation": lambda a, b, n: L.cross_correlation(a, b, **loss_kwargs),
-          "spectral": lambda a, b, n: L.spectral_contrastive(a, b, **loss_kwargs)}[loss]
-    needs_neg = loss in ("info_nce", "linear")
+          "spectral": lambda a, b, n: L.spectral_contrastive(a, b, **loss_kwargs),
+          "t_info_nce": lambda a, b, n: L.t_info_nce(a, b, n, **loss_kwargs)}[loss]
+    needs_neg = loss in ("info_nce", "linear", "t_info_nce")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(params, lr=lr)
     cast = {"device": params[0].device, "dtype": params[0].dtype}
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable(step, loss) or None, got {type(callback).__name__}")
     losses: list[float] = []
-    it = range(steps)
+    it = range(1, steps + 1)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"fit_on_world[{loss}]", leave=False)
+        it = tqdm(it, desc=f"fit_on_world[{loss}]", leave=False, file=sys.stdout)
     encoder.train()
-    for _ in it:
+    for step in it:
         x1, x2, xn, _y = sample_view_triples(world, batch_size, gen)
         z1, z2 = encoder(x1.to(**cast)), encoder(x2.to(**cast))
         zn = encoder(xn.to(**cast)) if needs_neg else None
@@ -670,4 +678,6 @@ def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: in
         value.backward()
         opt.step()
         losses.append(float(value.detach()))
+        if callback is not None:
+            callback(step, losses[-1])
     return losses
