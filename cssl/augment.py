@@ -71,6 +71,7 @@ __all__ = [
     "gaussian_kernel1d",
     "rgb_to_grayscale",
     "adjust_hue",
+    "pixel_shift",
 ]
 
 #: The paper's five transformations, in the paper's lettering (notes Sec. 8.1).
@@ -715,3 +716,29 @@ class ReferenceAugmentation(_AugConfig):
             pn["blur_sigma"] = self.blur_sigma
             out.append(reference_augment(x[n], pn))
         return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------- finite views
+def pixel_shift(dy: int, dx: int):
+    """A deterministic one-pixel shift ``image -> image``, filling the vacated row/column with 0.
+
+    Returns a transform for :func:`cssl.worlds.image_world` (the finite augmentations of the digits
+    world, Chapter 5): the image ``(..., H, W)`` is rolled by ``dy`` rows and ``dx`` columns, and the
+    row/column that wrapped around is set to the background 0. ``dy, dx`` in ``{-1, 0, 1}``; the input
+    is not modified.
+    """
+    dy = check_int(dy, "dy", low=-1, high=1)
+    dx = check_int(dx, "dx", low=-1, high=1)
+
+    def transform(img):
+        if not isinstance(img, torch.Tensor) or img.ndim < 2:
+            raise TypeError("pixel_shift expects an image tensor of shape (..., H, W)")
+        out = torch.roll(img, shifts=(dy, dx), dims=(-2, -1))
+        if dy:
+            out[..., 0 if dy > 0 else -1, :] = 0
+        if dx:
+            out[..., :, 0 if dx > 0 else -1] = 0
+        return out
+
+    transform.__name__ = f"pixel_shift({dy}, {dx})"
+    return transform

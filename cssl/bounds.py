@@ -46,6 +46,17 @@ __all__ = [
     "tau_prime_book",
     "infonce_err_bound",
     "cross_correlation_err_bound",
+    "off_diagonal_pairs",
+    "theorem3_rhs_pairs",
+    "infonce_pair_sum_book",
+    "infonce_pair_bound_book",
+    "infonce_mean_bound_book",
+    "rho_star",
+    "theorem4_rhs_pairs",
+    "t_infonce_phi",
+    "t_infonce_pair_sum_book",
+    "t_infonce_pair_bound_book",
+    "t_infonce_mean_bound_book",
 ]
 
 Coefficient = Literal["paper", "corrected"]
@@ -560,3 +571,241 @@ def _eta_value(eta_value) -> np.ndarray:
         raise ValueError("eta_value must be positive (it is eta(eps) of Theorem 2; +inf allowed), "
                          f"got {a.min() if a.size else a!r}")
     return a
+
+
+
+# ------------------------------------------------ the book's bounds over all class pairs (Ch. 5-7)
+def _masses_gram(p, centre_gram) -> tuple[np.ndarray, np.ndarray]:
+    """Validate class masses ``p`` (probability vector, K >= 2) and the ``(K, K)`` matrix ``mu_i^T mu_j``."""
+    p_t = check_probability_vector(p.detach() if isinstance(p, torch.Tensor) else p, "p")
+    p = p_t.numpy().astype(np.float64)
+    if p.size < 2:
+        raise ValueError(f"p must have K >= 2 class masses, got {p.size}")
+    G = _arr(centre_gram, "centre_gram")
+    if G.shape != (p.size, p.size):
+        raise ValueError(f"centre_gram must have shape ({p.size}, {p.size}) to match p, got {G.shape}")
+    return p, G
+
+
+def _per_class(value, name: str, K: int, **limits) -> np.ndarray:
+    """A scalar, or a length-K vector (one value per class), validated by :func:`_arr`."""
+    a = _arr(value, name, **limits)
+    if a.ndim not in (0, 1) or (a.ndim == 1 and a.size != K):
+        raise ValueError(f"{name} must be a scalar or a vector of length K = {K}, got shape {a.shape}")
+    return a
+
+
+def off_diagonal_pairs(matrix) -> np.ndarray:
+    r"""The entries ``matrix[k, l]`` for every ordered pair ``k != l``, in row-major order.
+
+    This is the order of every ``*_pairs`` / pair-bound function of this module, so that
+    ``off_diagonal_pairs(G)`` (with ``G = mu_k^T mu_l``) lines up with their right-hand sides.
+    """
+    m = _arr(matrix, "matrix")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"matrix must be square (K, K) with K >= 2, got shape {m.shape}")
+    return m[~np.eye(m.shape[0], dtype=bool)]
+
+
+def _pair_masses(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k, l = np.nonzero(~np.eye(p.size, dtype=bool))
+    return p[k], p[l]
+
+
+def theorem3_rhs_pairs(L2, tau, p, eps) -> np.ndarray:
+    r"""Theorem 3's right-hand side (paper, Sec. 4.1) for every ordered class pair ``k != l``.
+
+    ``log(exp((L2 + tau)/(p_k p_l)) - exp(1 - eps))`` as in :func:`theorem3_rhs`, evaluated at the
+    masses ``p_k, p_l`` of each ordered pair, in the order of :func:`off_diagonal_pairs`. ``p`` is the
+    class-mass vector (K >= 2, sums to 1); ``L2``, ``tau >= 0`` and ``eps >= 0`` are scalars.
+    """
+    p = check_probability_vector(p.detach() if isinstance(p, torch.Tensor) else p, "p").numpy()
+    if p.size < 2:
+        raise ValueError(f"p must have K >= 2 class masses, got {p.size}")
+    p_k, p_l = _pair_masses(p)
+    return np.atleast_1d(theorem3_rhs(L2, tau, p_k, p_l, eps))
+
+
+def infonce_pair_sum_book(p, centre_gram, alpha) -> float:
+    r"""``sum_{i,j} p_i p_j log(e^{alpha_i} + e^{mu_i^T mu_j})``: the left side of **the book's** InfoNCE Jensen bounds.
+
+    With a scalar ``alpha`` this is the left side of the book's proposition *prop-infonce-jensen*
+    (Chapter 5): ``sum_ij p_i p_j g_alpha(mu_i^T mu_j) <= L2 + 4 R_eps`` for ``||f|| = 1`` and
+    ``alpha <= 1 - eps^2/2``, with ``g_alpha(b) = log(e^alpha + e^b)``. With a length-K vector
+    ``alpha = A`` (``A_i`` the class-wise mean positive inner product) it is the left side of the
+    book's *prop-infonce-joint*: ``sum_ij p_i p_j log(e^{A_i} + e^{mu_i^T mu_j}) <= L2``.
+    ``p``: class masses; ``centre_gram``: the ``(K, K)`` matrix ``mu_i^T mu_j``.
+    """
+    p, G = _masses_gram(p, centre_gram)
+    alpha = _per_class(alpha, "alpha", p.size)
+    if alpha.ndim == 1:
+        alpha = alpha[:, None]
+    return float((np.outer(p, p) * np.logaddexp(alpha, G)).sum())
+
+
+def infonce_pair_bound_book(L2, R_eps, p, centre_gram, alpha) -> np.ndarray:
+    r"""**The book's** divergence bound for one InfoNCE class pair, keeping the other pairs' floors.
+
+    The book's theorem *thm-book-infonce-pair* (Chapter 5): for ``||f|| = 1``, ``eps >= 0``,
+    ``alpha <= 1 - eps^2/2``, ``S_2 = sum_i p_i^2`` and ``k != l``::
+
+        mu_k^T mu_l <= log(e^{Y_kl} - e^alpha),
+        Y_kl = (L2 + 4 R_eps - sum_i p_i^2 g_alpha(||mu_i||^2) - (1 - S_2 - 2 p_k p_l) g_alpha(-1)) / (2 p_k p_l)
+
+    with ``g_alpha(b) = log(e^alpha + e^b)``. Returns the bound for every ordered pair ``k != l`` in the
+    order of :func:`off_diagonal_pairs` (computed stably as ``Y + log(-expm1(alpha - Y))``; ``nan``
+    if ``Y <= alpha``, which a valid input cannot give). ``R_eps`` in [0, 1], ``alpha <= 1``.
+    """
+    p, G = _masses_gram(p, centre_gram)
+    L2 = check_real(L2, "L2")
+    R_eps = check_real(R_eps, "R_eps", low=0, high=1)
+    alpha = check_real(alpha, "alpha", high=1)
+    S2 = (p ** 2).sum()
+    diagonal = (p ** 2 * np.logaddexp(alpha, np.diag(G))).sum()
+    p_k, p_l = _pair_masses(p)
+    Y = (L2 + 4 * R_eps - diagonal - (1 - S2 - 2 * p_k * p_l) * np.logaddexp(alpha, -1.0)) / (2 * p_k * p_l)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Y + np.log(-np.expm1(alpha - Y))
+
+
+def infonce_mean_bound_book(L2, p, centre_gram, A) -> tuple[float, float]:
+    r"""**The book's** InfoNCE divergence bound on average over pairs of distinct classes.
+
+    The book's theorem *thm-book-infonce-mean* (Chapter 5): with ``S_2 = sum_i p_i^2 < 1``,
+    ``G_bar = sum_{i != j} p_i p_j mu_i^T mu_j / (1 - S_2)``, ``A_bar = sum_i p_i (1 - p_i) A_i / (1 - S_2)``
+    and ``D = sum_i p_i^2 log(e^{A_i} + e^{||mu_i||^2})``::
+
+        G_bar <= log(exp((L2 - D)/(1 - S_2)) - e^{A_bar}).
+
+    ``A_i = E_{x in C_i} E f(x1)^T f(x2)`` is the class-wise mean positive inner product (length K).
+    Returns ``(G_bar, bound)``; the bound is computed stably as ``Y + log(-expm1(A_bar - Y))``.
+    """
+    p, G = _masses_gram(p, centre_gram)
+    L2 = check_real(L2, "L2")
+    A = _per_class(A, "A", p.size)
+    if A.ndim == 0:
+        A = np.full(p.size, float(A))
+    S2, off = (p ** 2).sum(), ~np.eye(p.size, dtype=bool)
+    G_bar = (np.outer(p, p) * G)[off].sum() / (1 - S2)
+    A_bar = (p * (1 - p) * A).sum() / (1 - S2)
+    Y = (L2 - (p ** 2 * np.logaddexp(A, np.diag(G))).sum()) / (1 - S2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(G_bar), float(Y + np.log(-np.expm1(A_bar - Y)))
+
+
+def rho_star(max_mu, delta_mu):
+    r"""Largest ``rho`` for which condition (2) of Theorem 1 holds on the unit sphere (the book's inversion).
+
+    Paper, eq. (2) with ``r = 1``: ``max_{k != l} mu_k^T mu_l < 1 - rho - sqrt(2 rho) - Delta_mu / 2``.
+    With ``c = 1 - Delta_mu/2 - max_mu`` and ``s = sqrt(rho)``, ``s^2 + sqrt(2) s = c`` gives::
+
+        rho* = ((sqrt(2 + 4c) - sqrt(2)) / 2)^2   if c > 0,   else 0
+
+    (at ``rho*`` the threshold :func:`theorem1_threshold` equals ``max_mu``). ``max_mu`` in [-1, 1],
+    ``Delta_mu`` in [0, 1]; arrays broadcast.
+    """
+    max_mu = _arr(max_mu, "max_mu", low=-1, high=1)
+    delta_mu = _arr(delta_mu, "delta_mu", low=0, high=1)
+    c = 1 - delta_mu / 2 - max_mu
+    root = (np.sqrt(2 + 4 * np.maximum(c, 0.0)) - math.sqrt(2)) / 2
+    return _ret(np.where(c > 0, root ** 2, 0.0))
+
+
+def theorem4_rhs_pairs(L2, tau_prime, d, p, *, factor: float = 2.0) -> np.ndarray:
+    r"""Theorem 4's right-hand side for every ordered class pair ``k != l`` (:func:`theorem4_rhs`).
+
+    ``sqrt(factor / (p_k p_l) (L2 + tau' - (d - K)/2))`` with ``K = len(p)``, in the order of
+    :func:`off_diagonal_pairs`: ``factor=2`` is the paper's Theorem 4, ``factor=1`` the book's
+    *thm-book-4* (valid for every encoder and every ``tau' >= ||F - M||^2``, see
+    :func:`cssl.metrics.centre_matrix`).
+    """
+    p = check_probability_vector(p.detach() if isinstance(p, torch.Tensor) else p, "p").numpy()
+    if p.size < 2:
+        raise ValueError(f"p must have K >= 2 class masses, got {p.size}")
+    p_k, p_l = _pair_masses(p)
+    return np.atleast_1d(theorem4_rhs(L2, tau_prime, d, p.size, p_k, p_l, factor=factor))
+
+
+def t_infonce_phi(u_plus, u_minus):
+    r"""``phi(u+, u-) = log(1/(1 + u+) + 1/(1 + u-))``, the t-InfoNCE log-sum term (the book's Chapter 7).
+
+    ``L_2^t = E phi(u+, u-)`` with ``u+ = ||f(x1) - f(x2)||^2`` and ``u- = ||f(x1) - f(x^-)||^2``;
+    ``phi`` is jointly convex (the book's *lem-tinfonce-convex*). On the sphere of radius ``r``,
+    ``u- = 2 r^2 - 2 t`` and ``G_eps(t) = phi(eps^2, 2 r^2 - 2 t)``. ``u+, u- >= 0``; arrays broadcast.
+    """
+    u_plus = _arr(u_plus, "u_plus", low=0)
+    u_minus = _arr(u_minus, "u_minus", low=0)
+    return _ret(np.log(1 / (1 + u_plus) + 1 / (1 + u_minus)))
+
+
+def _radius_gram(G: np.ndarray, r: float) -> None:
+    if np.any(2 * r ** 2 - 2 * G < -1e-9 * max(1.0, r ** 2)):
+        raise ValueError(f"centre_gram has entries above r^2 = {r ** 2:g} (max {G.max():g}); "
+                         "features on the sphere of radius r have |mu_i^T mu_j| <= r^2")
+
+
+def t_infonce_pair_sum_book(p, centre_gram, u_plus, r) -> float:
+    r"""``sum_{i,j} p_i p_j phi(u+_i, 2 r^2 - 2 mu_i^T mu_j)``: left side of **the book's** t-InfoNCE Jensen bounds.
+
+    With the scalar ``u_plus = eps^2`` it is ``sum_ij p_i p_j G_eps(mu_i^T mu_j)``, the left side of
+    the book's *prop-tinfonce-jensen* (``<= L2_t + (4 r^2 + log(1 + 4 r^2)) R_eps``); with the length-K
+    vector ``u_plus = a`` (class-wise alignment ``a_i``) it is the left side of the first inequality
+    of the book's *thm-book-t-mean* (``<= L2_t``). See :func:`t_infonce_phi`. ``r > 0``.
+    """
+    p, G = _masses_gram(p, centre_gram)
+    r = check_real(r, "r", low=0, low_open=True)
+    _radius_gram(G, r)
+    u = _per_class(u_plus, "u_plus", p.size, low=0)
+    if u.ndim == 1:
+        u = u[:, None]
+    return float((np.outer(p, p) * np.log(1 / (1 + u) + 1 / (1 + 2 * r ** 2 - 2 * G))).sum())
+
+
+def t_infonce_pair_bound_book(L2, R_eps, p, eps, r) -> np.ndarray:
+    r"""**The book's** Theorem-3-type divergence bound for t-InfoNCE, every ordered pair ``k != l``.
+
+    The book's theorem *thm-book-t-div* (Chapter 7): for ``||f|| = r``, ``0 <= eps <= 1/(2r)``::
+
+        mu_k^T mu_l <= r^2 + 1/2 - 1 / (2 (e^{y_kl} - 1/(1 + eps^2))),
+        y_kl = (L2_t + (4 r^2 + log(1 + 4 r^2)) R_eps) / (p_k p_l).
+
+    Returned in the order of :func:`off_diagonal_pairs` (``y`` is capped at 700 before ``exp``: the
+    bound is then ``r^2 + 1/2`` to double precision). ``R_eps`` in [0, 1]; the range
+    ``eps <= 1/(2r)`` is enforced.
+    """
+    p = check_probability_vector(p.detach() if isinstance(p, torch.Tensor) else p, "p").numpy()
+    if p.size < 2:
+        raise ValueError(f"p must have K >= 2 class masses, got {p.size}")
+    L2 = check_real(L2, "L2")
+    R_eps = check_real(R_eps, "R_eps", low=0, high=1)
+    r = check_real(r, "r", low=0, low_open=True)
+    eps = check_real(eps, "eps", low=0, high=1 / (2 * r))
+    p_k, p_l = _pair_masses(p)
+    y = (L2 + (4 * r ** 2 + math.log(1 + 4 * r ** 2)) * R_eps) / (p_k * p_l)
+    return r ** 2 + 0.5 - 1 / (2 * (np.exp(np.minimum(y, 700)) - 1 / (1 + eps ** 2)))
+
+
+def t_infonce_mean_bound_book(L2, p, centre_gram, a, r) -> tuple[float, float]:
+    r"""**The book's** t-InfoNCE divergence bound on average over pairs of distinct classes.
+
+    The book's theorem *thm-book-t-mean* (Chapter 7): with ``S_2 = sum_i p_i^2 < 1``,
+    ``G_bar = sum_{i != j} p_i p_j mu_i^T mu_j / (1 - S_2)``, ``a_bar = sum_i p_i (1 - p_i) a_i / (1 - S_2)``,
+    ``D_t = sum_i p_i^2 phi(a_i, 2 r^2 - 2 ||mu_i||^2)`` and ``Y = (L2_t - D_t) / (1 - S_2)``::
+
+        G_bar <= r^2 + 1/2 - 1 / (2 (e^Y - 1/(1 + a_bar))).
+
+    ``a_i = E_{x in C_i} E ||f(x1) - f(x2)||^2`` (length K, >= 0). Returns ``(G_bar, bound)``.
+    """
+    p, G = _masses_gram(p, centre_gram)
+    L2 = check_real(L2, "L2")
+    r = check_real(r, "r", low=0, low_open=True)
+    _radius_gram(G, r)
+    a = _per_class(a, "a", p.size, low=0)
+    if a.ndim == 0:
+        a = np.full(p.size, float(a))
+    S2, off = (p ** 2).sum(), ~np.eye(p.size, dtype=bool)
+    G_bar = (np.outer(p, p) * G)[off].sum() / (1 - S2)
+    a_bar = (p * (1 - p) * a).sum() / (1 - S2)
+    D = (p ** 2 * np.log(1 / (1 + a) + 1 / (1 + 2 * r ** 2 - 2 * np.diag(G)))).sum()
+    Y = (L2 - D) / (1 - S2)
+    return float(G_bar), float(r ** 2 + 0.5 - 1 / (2 * (np.exp(Y) - 1 / (1 + a_bar))))

@@ -27,6 +27,8 @@ __all__ = [
     "centre_inner_products",
     "max_centre_inner_product",
     "delta_mu",
+    "centre_matrix",
+    "participation_ratio",
     "sup_view_distance",
     "aligned_mask",
     "r_eps",
@@ -130,6 +132,37 @@ def delta_mu(world_or_centres, r: float) -> float:
     r = check_real(r, "r", low=0, low_open=True)
     mu = _centres(world_or_centres)
     return float(1.0 - mu.square().sum(dim=1).min() / r ** 2)
+
+
+def centre_matrix(world: World) -> torch.Tensor:
+    """The ``(d, d)`` matrix ``M = sum_k p_k mu_k mu_k^T`` of class masses and class centres.
+
+    Theorem 4 of the paper (Sec. 4.2) compares the cross-correlation matrix ``F = E f(x1) f(x2)^T`` with
+    ``M``: its ``tau'`` bounds ``||F - M||^2``, and the book's *lem-cc-core* / *thm-book-4* (Chapter 6)
+    use ``||F - I||^2 >= ||M - I||^2 / 2 - ||F - M||^2``. Takes a feature world ``world.map(f)``.
+    """
+    world = _check_world(world)
+    mu, p = class_centres(world), world.class_masses()
+    return torch.einsum("k,ki,kj->ij", p, mu, mu)
+
+
+def participation_ratio(world: World) -> float:
+    """Participation ratio ``(sum_i lambda_i)^2 / sum_i lambda_i^2`` of the feature covariance (all views).
+
+    ``lambda_i`` are the eigenvalues of the covariance of ``f(x_j)`` over points (weighted by their
+    masses) and their equiprobable views. It is 1 when the features lie on a line and ``d`` when they
+    fill ``R^d`` evenly: the book's measure of dimensional collapse (Chapter 5, *obs-linear-collapse*).
+    Raises if every feature is the same point (zero covariance, ratio undefined).
+    """
+    world = _check_world(world)
+    flat = world.views.reshape(-1, world.dim)
+    weights = world.weights.repeat_interleave(world.n_views) / world.n_views
+    centred = flat - weights @ flat
+    eigenvalues = torch.linalg.eigvalsh((centred.T * weights) @ centred).clamp_min(0)
+    denominator = eigenvalues.square().sum()
+    if float(denominator) == 0.0:
+        raise ValueError("participation_ratio is undefined: the features have zero covariance (all views equal)")
+    return float(eigenvalues.sum() ** 2 / denominator)
 
 
 # ------------------------------------------------------------------ S_eps and R_eps

@@ -42,6 +42,7 @@ from ._validate import as_tensor, check_int, check_probability_vector, check_rea
 __all__ = [
     "World",
     "random_world",
+    "nuisance_world",
     "scattered_views_world",
     "near_threshold_world",
     "lemma32_counterexample_world",
@@ -260,6 +261,26 @@ def random_world(num_classes: int, points_per_class, n_views: int, dim: int, *,
         views = _project_to_sphere(views, check_real(radius, "radius", low=0, low_open=True))
     weights = _point_weights(labels, sizes, class_probs, random_weights, g)
     return World(views, labels, weights, k)
+
+
+def nuisance_world(seed: int = 3, nuisance_dim: int = 6, nuisance: float = 1.0) -> World:
+    """The book's *nuisance world* (Chapters 5-7): 4 classes in 2 signal coordinates plus nuisance noise.
+
+    The signal part is ``random_world(4, 24, 8, 2, class_spread=3.0, point_spread=0.5, view_noise=0.15,
+    seed=seed)``: ``K = 4`` balanced classes, 24 points each, ``V = 8`` views. Each view then gets
+    ``nuisance_dim`` extra coordinates of independent ``N(0, nuisance^2)`` noise (drawn from a generator
+    seeded with ``seed + 100``), except view 0, the clean point, whose extra coordinates are 0 so that
+    ``x in A(x)`` still holds. An encoder that reads the nuisance coordinates is badly aligned, so
+    alignment has to be learned. ``D = 2 + nuisance_dim``.
+    """
+    seed = check_int(seed, "seed", low=0)
+    nuisance_dim = check_int(nuisance_dim, "nuisance_dim", low=0)
+    nuisance = check_real(nuisance, "nuisance", low=0)
+    base = random_world(4, 24, 8, 2, class_spread=3.0, point_spread=0.5, view_noise=0.15, seed=seed)
+    g = _generator(seed + 100)
+    extra = nuisance * torch.randn(base.n_points, base.n_views, nuisance_dim, generator=g, dtype=torch.float64)
+    extra[:, 0] = 0.0  # x is its own first view
+    return World(torch.cat([base.views, extra], dim=2), base.labels, base.weights, base.num_classes)
 
 
 def _bad_counts(sizes: list[int], bad_fraction: float) -> list[int]:

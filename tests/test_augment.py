@@ -398,3 +398,19 @@ def test_reference_augment_matches_interpolate_on_an_exact_crop():
               "brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, "order": [0, 1, 2, 3]}
     want = F.interpolate(x[None, :, 4:20, 6:22], scale_factor=2, mode="bilinear", align_corners=False)[0].flip(-1)
     assert torch.allclose(reference_augment(x, params), want, atol=1e-6)
+
+
+def test_pixel_shift_moves_one_pixel_and_fills_zero():
+    from cssl.augment import pixel_shift
+    img = torch.arange(1.0, 10.0).reshape(3, 3)
+    down = pixel_shift(1, 0)(img)
+    assert torch.equal(down, torch.tensor([[0.0, 0, 0], [1, 2, 3], [4, 5, 6]]))
+    left = pixel_shift(0, -1)(img)
+    assert torch.equal(left, torch.tensor([[2.0, 3, 0], [5, 6, 0], [8, 9, 0]]))
+    assert torch.equal(pixel_shift(0, 0)(img), img)
+    assert torch.equal(img, torch.arange(1.0, 10.0).reshape(3, 3))  # input untouched
+    assert pixel_shift(-1, 1)(img[None]).shape == (1, 3, 3)
+    with pytest.raises(ValueError):
+        pixel_shift(2, 0)
+    with pytest.raises(TypeError):
+        pixel_shift(0.5, 0)

@@ -147,3 +147,19 @@ BAD_INPUTS = [
 def test_bad_inputs_raise_helpful_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_nuisance_world_structure_and_determinism():
+    from cssl.worlds import nuisance_world
+    w = nuisance_world()
+    assert (w.n_points, w.n_views, w.dim, w.num_classes) == (96, 8, 8, 4)
+    base = random_world(4, 24, 8, 2, class_spread=3.0, point_spread=0.5, view_noise=0.15, seed=3)
+    assert torch.equal(w.views[:, :, :2], base.views)
+    assert torch.equal(w.views[:, 0, 2:], torch.zeros(96, 6, dtype=torch.float64))
+    assert torch.equal(nuisance_world().views, w.views)
+    assert nuisance_world(nuisance_dim=0).dim == 2
+    assert torch.equal(nuisance_world(nuisance=0.0).views[:, :, 2:], torch.zeros(96, 8, 6, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        nuisance_world(nuisance=-1.0)
+    with pytest.raises(TypeError):
+        nuisance_world(seed=1.5)
