@@ -320,6 +320,11 @@ class Method(nn.Module):
         """Parameters the optimizer updates (excludes e.g. MoCo's momentum encoder)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def _project_views(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z_i = g(f(x_i))`` for both views, in float32 (the loss runs in float32 under autocast)."""
+        self._check_views(x1, x2)
+        return self.projection(self.encoder(x1)).float(), self.projection(self.encoder(x2)).float()
+
     @staticmethod
     def _check_views(x1: torch.Tensor, x2: torch.Tensor) -> None:
         if x1.shape != x2.shape:
@@ -347,9 +352,7 @@ class SimCLR(Method):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         from .losses import nt_xent
 
-        self._check_views(x1, x2)
-        z1 = self.projection(self.encoder(x1)).float()
-        z2 = self.projection(self.encoder(x2)).float()
+        z1, z2 = self._project_views(x1, x2)
         d = _dist()
         with _fp32(z1):
             if d.is_distributed():
@@ -377,9 +380,7 @@ class BarlowTwins(Method):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         from .losses import cross_correlation
 
-        self._check_views(x1, x2)
-        z1 = self.projection(self.encoder(x1)).float()
-        z2 = self.projection(self.encoder(x2)).float()
+        z1, z2 = self._project_views(x1, x2)
         d = _dist()
         with _fp32(z1):
             if d.is_distributed():
