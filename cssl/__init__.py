@@ -9,6 +9,7 @@ One module per concept (see the book's chapters):
 * :mod:`cssl.losses` InfoNCE, NT-Xent, cross-correlation and their L1/L2 splits
 * :mod:`cssl.claims` the claims ledger every chapter reports to
 * :mod:`cssl.augment`, :mod:`cssl.data`, :mod:`cssl.models`, :mod:`cssl.train` the experiment engine
+* :mod:`cssl.experiments` the paper's grids and profiles; :mod:`cssl.study` Theorem 1's three factors over a grid
 """
 __version__ = "0.1.0"
 

@@ -56,6 +56,7 @@ from .models import Method, build_backbone, build_method
 __all__ = [
     "TrainConfig", "Dataset", "load_dataset", "resolve_device", "train", "evaluate", "extract_features",
     "recalibrate_batchnorm", "nearest_centre_accuracy", "provenance", "fit_on_world", "WORLD_LOSSES",
+    "input_normaliser",
 ]
 
 DATASETS = ("textures", "digits", "cifar10", "cifar100")
@@ -242,6 +243,25 @@ def load_dataset(config: TrainConfig) -> Dataset:
     return Dataset(xtr, ytr, xte, yte, k)
 
 
+_NOT_SAVED = ("method", "input_transform")  # live objects in train()'s result, not JSON
+
+
+def input_normaliser(x_train: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The encoder's input map ``x -> (x - m) / s`` in channels_last, for float images in [0, 1].
+
+    ``m`` and ``s`` are the per-channel mean and standard deviation (floored at 1e-3) of the first
+    10,000 training images (uint8 or float), the usual dataset normalisation.
+    """
+    xf = _to_float(x_train[: min(x_train.shape[0], 10_000)])
+    mean = xf.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    return normalise
+
+
 def _to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
@@ -423,7 +443,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     ``nearest_centre_acc``, ``lr``, ``elapsed_s``), ``final`` (last evaluation), ``best`` (the
     evaluation with the highest kNN accuracy: the authors' "max over epochs", which selects a model
     on the test set), ``wall_time_s``; plus the trained ``method`` (not written to JSON; use
-    ``result["method"].encoder`` for features).
+    ``result["method"].encoder`` for features) and ``input_transform``, the map from raw images to the
+    encoder's input used in training and evaluation (not written either).
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` if present (a finished run returns its
     stored results without training); the config must match the one that wrote it (``out_dir``,
@@ -466,13 +487,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     total = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     eval_every = min(config.eval_every or steps_per_epoch, total)
     ckpt_every = min(config.checkpoint_every or eval_every, total)
-    xf = _to_float(data.x_train[: min(n_train, 10_000)])
-    mean = xf.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
-    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
-    del xf
-
-    def prepare(x: torch.Tensor) -> torch.Tensor:  # float [0, 1] -> normalised channels_last
-        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    prepare = input_normaliser(data.x_train)
 
     def prepare_raw(x: torch.Tensor) -> torch.Tensor:  # raw uint8/float images -> encoder input
         return prepare(_to_float(x))
@@ -509,7 +524,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
         results.update(ckpt["results"])
         prior_wall = results["wall_time_s"]
         if step >= total:
-            results["method"] = method
+            results["method"], results["input_transform"] = method, prepare_raw
             return results
     # wrap after loading, so that DDP's initial broadcast starts every rank from rank 0's weights
     model: nn.Module = method
@@ -529,11 +544,11 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
         atomic_torch_save({"config": config.to_dict(), "model": method.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "rng": _rng_state(), "step": step, "loss_sum": float(loss_acc), "loss_count": loss_count,
-                           "results": {k: v for k, v in results.items() if k != "method"}}, ckpt_path)
+                           "results": {k: v for k, v in results.items() if k not in _NOT_SAVED}}, ckpt_path)
 
     def write_results() -> None:
         if results_path is not None and main:
-            atomic_write_json(results_path, {k: v for k, v in results.items() if k != "method"})
+            atomic_write_json(results_path, {k: v for k, v in results.items() if k not in _NOT_SAVED})
 
     prov = provenance(device, profile=config.profile, seed=config.seed)
     if step == 0:
@@ -606,7 +621,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     finally:
         if bar is not None:
             bar.close()
-    results["method"] = method
+    results["method"], results["input_transform"] = method, prepare_raw
     return results
 
 

@@ -1,0 +1,216 @@
+"""Concentration studies (paper Sec. 5): train over an augmentation grid, then measure Theorem 1's factors.
+
+Theorem 1 bounds the nearest-centre error by three factors: **alignment** (``R_eps``, driven by the
+alignment loss, Theorem 2), **divergence** of the class centres (condition (2), ``max mu_k^T mu_l``)
+and **concentration** of the augmented data (``sigma(delta)``, Definition 1, fixed by the data and the
+augmentation before any training). The experiment chapters put the three side by side for each
+augmentation set of Tables 1-2 and Figure 3:
+
+* :func:`cell_augmentation` -- the :class:`~cssl.augment.Augmentation` a grid cell trains with;
+* :func:`run_grid` -- train every (method, cell, seed) in memory and return one flat record per run with
+  kNN / nearest-centre accuracy and the encoder's factors (:func:`encoder_factors`);
+* :func:`encoder_world` -- a trained encoder's unit-norm features of sampled views as a
+  :class:`~cssl.worlds.World`, so every exact metric of :mod:`cssl.metrics` applies to it;
+* :func:`grid_concentration` -- ``hat sigma(delta)`` of each cell's augmentation at several ``delta``
+  (:func:`cssl.concentration.estimate_sigma`), before any training;
+* :func:`aggregate` and :func:`rank_correlation` -- mean and spread over seeds; Spearman's rho.
+
+Runs here write no files (``out_dir=None``): they are the book's seconds-long CPU runs. Long runs
+go through :func:`cssl.experiments.reproduce`, which checkpoints and resumes.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._validate import as_tensor, check_int, check_real
+from .augment import Augmentation
+from .concentration import SigmaEstimate, estimate_sigma, standardize_views
+from .experiments import EXPERIMENTS, Cell, profile_config, summarise
+from .metrics import alignment, delta_mu, max_centre_inner_product, nearest_centre_error, r_eps
+from .train import Dataset, _to_float, extract_features, load_dataset, train
+from .worlds import World
+
+__all__ = ["cell_augmentation", "grid_cells", "encoder_world", "encoder_factors", "run_grid", "grid_concentration",
+           "aggregate", "rank_correlation"]
+
+_AUG_FIELDS = ("letters", "strength", "cj_prob")
+
+
+def grid_cells(experiment_or_cells) -> tuple[Cell, ...]:
+    """The cells of an experiment name (``"table1"``, ``"table2"``, ``"figure3"``) or a list of cells.
+
+    A cell may be given as a :class:`~cssl.experiments.Cell` or as a ``(label, overrides)`` pair.
+    """
+    if isinstance(experiment_or_cells, str):
+        if experiment_or_cells not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {experiment_or_cells!r}; choose one of {sorted(EXPERIMENTS)}")
+        return EXPERIMENTS[experiment_or_cells].cells
+    cells = []
+    for c in experiment_or_cells:
+        if isinstance(c, Cell):
+            cells.append(c)
+        elif isinstance(c, Sequence) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], Mapping):
+            cells.append(Cell(c[0], dict(c[1])))
+        else:
+            raise TypeError(f"a cell must be a Cell or a (label, overrides dict) pair, got {c!r}")
+    labels = [c.label for c in cells]
+    if not cells or len(set(labels)) != len(labels):
+        raise ValueError(f"cells must be non-empty with distinct labels, got {labels}")
+    return tuple(cells)
+
+
+def cell_augmentation(cell: Cell | Mapping) -> Augmentation:
+    """The augmentation ``A`` a cell trains with: :class:`~cssl.augment.Augmentation` built from the cell's
+    ``letters``, ``strength`` and ``cj_prob`` overrides (the paper's defaults otherwise: strength 0.5,
+    ``cj_prob`` 0.8), exactly as :func:`cssl.train.train` builds it."""
+    overrides = cell.overrides if isinstance(cell, Cell) else dict(cell)
+    defaults = profile_config("quick", "simclr")
+    kw = {f: overrides.get(f, getattr(defaults, f)) for f in _AUG_FIELDS}
+    return Augmentation(kw["letters"], strength=kw["strength"], cj_prob=kw["cj_prob"])
+
+
+@torch.no_grad()
+def encoder_world(encoder: torch.nn.Module, images, labels, augment: Callable, n_views: int, *,
+                  input_transform: Callable | None = None, generator: torch.Generator | None = None,
+                  num_classes: int | None = None, batch_size: int = 1024) -> World:
+    """Unit-norm features ``f(x') / ||f(x')||`` of the clean image and ``T = n_views`` sampled views.
+
+    Returns the world ``(N, T + 1, d)`` (view 0 the clean image, the paper's ``x in A(x)``) with the
+    images' labels and uniform masses: the finite-sample stand-in for ``f(A(x))`` on which
+    :func:`encoder_factors` computes ``R_eps``, the centres ``mu_k`` and ``Err(G_f)`` exactly.
+    ``input_transform`` maps float images in [0, 1] to the encoder's input (``train()``'s
+    ``result["input_transform"]``). Features are normalised because the paper's encoders have
+    ``||f|| = r``; here ``r = 1``.
+    """
+    x = as_tensor(images, "images", dtype=None, ndim=4)
+    x = _to_float(x)
+    y = as_tensor(labels, "labels", dtype=None, ndim=1).to(torch.int64)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"labels has {y.shape[0]} entries but there are {x.shape[0]} images")
+    t = check_int(n_views, "n_views", low=0)
+    if not callable(augment):
+        raise TypeError("augment must be a callable (batch, generator) -> batch")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    batches = [x] + [augment(x, generator) for _ in range(t)]
+    feats = [F.normalize(extract_features(encoder, b, batch_size=batch_size, transform=input_transform), dim=1)
+             for b in batches]
+    views = torch.stack(feats, dim=1).to(torch.float64)
+    return World(views, y, num_classes=num_classes)
+
+
+def encoder_factors(world: World, eps: float) -> dict:
+    """Theorem 1's factors measured on a feature world of unit-norm features (``r = 1``).
+
+    Returns ``alignment`` (eq. (4), exact on the sampled views), ``r_eps`` (``R_eps``, the mass of points
+    whose sampled views spread more than ``eps``), ``max_centre_ip`` (``max_{k != l} mu_k^T mu_l``, left
+    side of condition (2)), ``delta_mu`` (``1 - min_k ||mu_k||^2``) and ``nc_error`` (``Err(G_f)`` of the
+    nearest-centre classifier with centres over all views, Sec. 2). ``eps >= 0``.
+    """
+    eps = check_real(eps, "eps", low=0)
+    return {"alignment": alignment(world), "r_eps": r_eps(world, eps),
+            "max_centre_ip": max_centre_inner_product(world), "delta_mu": delta_mu(world, 1.0),
+            "nc_error": nearest_centre_error(world)}
+
+
+def _eval_subset(data: Dataset, n: int, seed: int):
+    n = min(n, data.x_test.shape[0])
+    idx = torch.randperm(data.x_test.shape[0], generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return data.x_test[idx], data.y_test[idx]
+
+
+def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds: Sequence[int] = (0, 1, 2),
+             profile: str = "quick", data: Dataset | None = None, eval_images: int = 600, n_views: int = 8,
+             eps: float = 0.5, progress: bool = False, **overrides) -> list[dict]:
+    """Train every (method, cell, seed) of a grid in memory and measure each encoder.
+
+    Each run is :func:`cssl.train.train` with ``profile_config(profile, method, **overrides, **cell,
+    seed=seed)`` and no files. After training, ``eval_images`` test images (a fixed subset) with
+    ``n_views`` views drawn from **the cell's own augmentation** form the feature world of
+    :func:`encoder_world`, on which :func:`encoder_factors` is computed at ``eps``.
+
+    Returns one dict per run: ``method``, ``cell``, ``seed``, ``knn`` (kNN top-1, k = 200, t = 0.1, the
+    paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds).
+    ``data`` is loaded once from the first config when not given; all runs share it.
+    """
+    cells = grid_cells(experiment_or_cells)
+    check_int(eval_images, "eval_images", low=2)
+    eps = check_real(eps, "eps", low=0)
+    if not methods or not seeds:
+        raise ValueError("methods and seeds must be non-empty")
+    records = []
+    for method in methods:
+        for cell in cells:
+            for seed in seeds:
+                cfg = profile_config(profile, method, **{**overrides, **cell.overrides}, seed=int(seed), out_dir=None)
+                if data is None:
+                    data = load_dataset(cfg)
+                t0 = time.perf_counter()
+                res = train(cfg, progress=progress, data=data)
+                train_s = time.perf_counter() - t0
+                xe, ye = _eval_subset(data, eval_images, seed=1234)
+                world = encoder_world(res["method"].encoder, xe, ye, cell_augmentation(cell), n_views,
+                                      input_transform=res["input_transform"], num_classes=data.num_classes,
+                                      generator=torch.Generator().manual_seed(10_000 + int(seed)))
+                records.append({"method": method, "cell": cell.label, "seed": int(seed),
+                                "knn": res["final"]["knn_top1"], "nearest_centre": res["final"]["nearest_centre_acc"],
+                                **encoder_factors(world, eps), "train_s": train_s})
+    return records
+
+
+def grid_concentration(experiment_or_cells, images, labels, deltas, *, n_views: int = 8, seed: int = 0,
+                       standardize: bool = True, method: str = "greedy") -> dict[str, SigmaEstimate]:
+    """``hat sigma(delta)`` (Definition 1) of each cell's augmentation on the same images, at every delta.
+
+    For each cell, :func:`cssl.concentration.estimate_sigma` with ``n_views`` views of the cell's
+    augmentation (:func:`cell_augmentation`, same generator seed for every cell), within-class augmented
+    distances, greedy cliques (``method``) and ``sigma = min_k sigma_k``. With ``standardize`` each view
+    is contrast-normalised first (:func:`cssl.concentration.standardize_views`): raw pixel distances make
+    brightness/contrast jitter look like concentration of every class toward flat images (DESIGN).
+    Returns ``{cell label: SigmaEstimate}``.
+    """
+    cells = grid_cells(experiment_or_cells)
+    x = _to_float(as_tensor(images, "images", dtype=None, ndim=4))
+    out = {}
+    for cell in cells:
+        out[cell.label] = estimate_sigma(x, cell_augmentation(cell), n_views, deltas, labels=labels,
+                                         generator=torch.Generator().manual_seed(seed), method=method,
+                                         view_transform=standardize_views if standardize else None)
+    return out
+
+
+def aggregate(records: Sequence[Mapping], keys: Sequence[str], by: Sequence[str] = ("method", "cell")) -> dict:
+    """Mean and population std (``ddof = 0``, as the paper) over seeds: ``{(by values): {key: summary}}``.
+
+    The order of groups is the order of first appearance in ``records``.
+    """
+    groups: dict = {}
+    for rec in records:
+        groups.setdefault(tuple(rec[b] for b in by), []).append(rec)
+    return {g: {k: summarise([r[k] for r in rs]) for k in keys} for g, rs in groups.items()}
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rank correlation ``rho = corr(rank(x), rank(y))`` (average ranks for ties).
+
+    Equals ``1 - 6 sum d_i^2 / (n (n^2 - 1))`` without ties. ``x`` and ``y`` are 1-D of equal length
+    ``n >= 3`` and not constant. Used for the paper's Figure 3 claim that error tracks ``1 - sigma``.
+    """
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or a.size < 3:
+        raise ValueError(f"x and y must be 1-D of equal length >= 3, got shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("x and y must be finite")
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        raise ValueError("rank correlation is undefined for a constant sequence")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
