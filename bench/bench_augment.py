@@ -9,12 +9,17 @@ batched at least 10x the reference. On a CUDA machine the batched path is timed 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
 
 from cssl.augment import Augmentation, ReferenceAugmentation
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import RESULTS, write_report  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -38,6 +43,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--ref-images", type=int, default=64, help="images per reference round")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--out", default=str(RESULTS), help="folder for augment.json and augment.md")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,6 +74,16 @@ def main(argv=None) -> dict:
         rates = [args.batch / time_call(lambda: aug(xc, gc), dev) for _ in range(args.rounds)]
         result["cuda_batched"] = statistics.median(rates)
         print(f"CUDA batched  : {result['cuda_batched']:10.0f} images/s ({torch.cuda.get_device_name(dev)})")
+    result.update(letters=args.letters, size=args.size, batch=args.batch, rounds=args.rounds,
+                  batched_rounds=batched, reference_rounds=reference)
+    table = ["| path | images/s (median of rounds) |", "|---|---|",
+             f"| batched (`cssl.augment.Augmentation`), CPU | {b:,.0f} |",
+             f"| per-sample reference (`ReferenceAugmentation`), CPU | {r:,.0f} |",
+             f"| **speed-up** (goal >= 10x) | **{b / r:.1f}x** |"]
+    if "cuda_batched" in result:
+        table.append(f"| batched, {torch.cuda.get_device_name(dev)} | {result['cuda_batched']:,.0f} |")
+    table += ["", f"Augmentation {args.letters!r}, {args.size}x{args.size} images, batch {args.batch}."]
+    write_report("augment", result, table, args.out)
     return result
 
 

@@ -12,10 +12,6 @@ chapter at most 60 s, experiment chapter at most 180 s, each at most 2 GB; the w
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +26,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from run_notebooks import toc_notebooks  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from cssl._io import atomic_write, atomic_write_json  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+from _report import write_report  # noqa: E402
 
 #: Chapters that train several models get the experiment budget; the rest are theory chapters.
 EXPERIMENT_CHAPTERS = {"08", "09", "10", "11", "12"}
@@ -83,13 +80,6 @@ def measure(path: Path) -> dict:
             "budget_s": BUDGET_S[kind], "within_budget": elapsed <= BUDGET_S[kind] and peak[0] <= BUDGET_BYTES}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,19 +95,14 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['kind']}, budget {row['budget_s']:.0f} s){'' if row['within_budget'] else '  OVER BUDGET'}",
               flush=True)
     total = sum(r["seconds"] for r in rows)
-    report = {"machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
-              "date": dt.date.today().isoformat(), "commit": _commit(), "python": platform.python_version(),
-              "total_seconds": round(total, 1), "book_budget_s": 900, "chapters": rows}
-    atomic_write_json(args.out / "chapters.json", report)
-    lines = [f"Measured on {report['machine']}, {report['date']}, commit {report['commit']}.", "",
-             "| chapter | kind | time (s) | budget (s) | peak memory (MB) | within budget |",
+    report = {"total_seconds": round(total, 1), "book_budget_s": 900, "chapters": rows}
+    lines = ["| chapter | kind | time (s) | budget (s) | peak memory (MB) | within budget |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['chapter']} | {r['kind']} | {r['seconds']:.1f} | {r['budget_s']:.0f} | {r['peak_rss_mb']} | "
               f"{'yes' if r['within_budget'] else 'NO'} |" for r in rows]
     lines.append(f"| **all chapters** | | **{total:.1f}** | 900 | | {'yes' if total <= 900 else 'NO'} |")
-    with atomic_write(args.out / "chapters.md") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print(f"total {total:.1f} s; report in {args.out}")
+    write_report("chapters", report, lines, args.out)
+    print(f"total {total:.1f} s")
     return 0
 
 

@@ -25,6 +25,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from cssl.concentration import _clique, augmented_distance, estimate_sigma, sample_views  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _report import RESULTS, write_report  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 
@@ -95,9 +98,11 @@ def fit_power(xs, ys) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the largest cases")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for sigma.json and sigma.md")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print(f"float32 matmul speed: {gflops_float32(3072):.0f} GFLOP/s (best of 3, 4096x3072 @ 3072x4096)")
+    gflops = gflops_float32(3072)
+    print(f"float32 matmul speed: {gflops:.0f} GFLOP/s (best of 3, 4096x3072 @ 3072x4096)")
 
     pilot = run_case(100, 8, [0.0])
     off = augmented_distance(pilot["views"], precision="float32")
@@ -139,6 +144,21 @@ def main() -> None:
         print(f"full {head['M']}x{head['M']} float32 matmul floor {floor:.2f} s wall, {floor_cpu:.2f} s CPU/threads; "
               f"ratio end-to-end / floor {end_to_end / floor:.2f} (wall), {end_cpu / floor_cpu:.2f} (CPU)")
         print("sigma at the deltas:", " ".join(f"{s:.3f}" for s in est.sigma.tolist()))
+    keys = ("n", "T", "M", "D", "views_s", "dist_s", "clique_s", "total_s", "cpu_s")
+    report = {"matmul_gflops": gflops, "deltas": deltas, "growth": {"dist_vs_M": alpha, "total_vs_M": alpha_total,
+              "total_vs_N": alpha_n, "total_vs_T_plus_1": alpha_t},
+              "cases": [{**{k: r[k] for k in keys}, "sigma": list(r["sigma"])} for r in rows]}
+    table = ["| N | T | M = N(T+1) | D | views (s) | hat d_A (s) | cliques (s) | total (s) |", "|---|---|---|---|---|---|---|---|"]
+    table += [f"| {r['n']} | {r['T']} | {r['M']} | {r['D']} | {r['views_s']:.2f} | {r['dist_s']:.2f} | {r['clique_s']:.2f} | "
+              f"{r['total_s']:.2f} |" for r in sorted(rows, key=lambda r: (r["T"], r["n"]))]
+    table += ["", f"Growth: hat d_A time ~ M^{alpha:.2f}, total ~ M^{alpha_total:.2f} (M = N(T+1) views); "
+              f"float32 matmul {gflops:.0f} GFLOP/s."]
+    if not args.quick:
+        report["headline"] = {"end_to_end_s": end_to_end, "end_to_end_cpu_s": end_cpu, "floor_s": floor,
+                              "floor_cpu_s": floor_cpu, "goal_s": 15.0}
+        table += ["", f"Headline (one class, N = 1000, T = 16, 3x32x32): `estimate_sigma` {end_to_end:.1f} s end to end "
+                  f"(goal <= 15 s) against {floor:.1f} s for the full {head['M']}x{head['M']} float32 distance matmul."]
+    write_report("sigma_quick" if args.quick else "sigma", report, table, args.out)
 
 
 if __name__ == "__main__":
