@@ -105,3 +105,9 @@ def test_ledger_record_of_each_chapter_lists_its_labels():
         checked = set(re.findall(r"\.check(?:_identity|_proof)?\(\s*\"([^\"]+)\"", text))
         defined = set(re.findall(r":label:\s*(\S+)", text))
         assert checked <= defined, f"{path.name}: claims on labels it does not define: {checked - defined}"
+
+
+def test_readme_shows_the_current_benchmark_reports():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "update_readme.py"), "--check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
