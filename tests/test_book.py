@@ -111,3 +111,29 @@ def test_readme_shows_the_current_benchmark_reports():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "update_readme.py"), "--check"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
+
+
+def _png_size(b64: str) -> tuple[int, int]:
+    import base64
+    import struct
+
+    head = base64.b64decode(b64[:64])
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "image/png output is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_caption_a_name_and_a_readable_size(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        images = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        if not images:
+            continue
+        fig = cell.metadata.get("mystnb", {}).get("figure", {})
+        assert fig.get("caption", "").strip() and fig.get("name"), \
+            f"{path.name} cell {i}: a figure needs mystnb.figure caption and name metadata"
+        assert len(images) == 1, f"{path.name} cell {i}: one figure per cell, so that it has one caption"
+        width, height = _png_size(images[0])
+        assert width >= 400 and height >= 150, f"{path.name} cell {i}: figure {width}x{height} px is too small to read"
