@@ -7,7 +7,8 @@ after the other, and measures the wall time and the peak resident memory of the 
 (sampled every 50 ms with psutil, so very short spikes can be missed). Budgets (DESIGN.md): theory
 chapter at most 60 s, experiment chapter at most 180 s, each at most 2 GB; the whole book at most
 15 minutes on a 2-core CPU. Writes ``chapters.json`` (with machine, date and commit) and
-``chapters.md`` (the table the README shows) atomically. The notebooks themselves are not modified.
+``chapters.md`` (the table the README shows) atomically. The notebooks themselves are not modified unless
+``--save`` is given (then they are written back executed and cleaned, like ``tools/run_notebooks.py``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from run_notebooks import toc_notebooks  # noqa: E402
+from run_notebooks import clean, toc_notebooks  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -50,8 +51,11 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(path: Path) -> dict:
-    """Execute one notebook; return its wall time and the kernel tree's peak RSS."""
+def measure(path: Path, save: bool = False) -> dict:
+    """Execute one notebook; return its wall time and the kernel tree's peak RSS.
+
+    With ``save`` the executed notebook is written back, cleaned as by ``tools/run_notebooks.py``, so one
+    run both refreshes the committed outputs and measures them."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     peak, stop = [0], threading.Event()
@@ -75,6 +79,8 @@ def measure(path: Path) -> dict:
         elapsed = time.perf_counter() - start
         stop.set()
         sampler.join()
+    if save:
+        nbformat.write(clean(nb), path)
     kind = "experiment" if path.stem[:2] in EXPERIMENT_CHAPTERS else "theory"
     return {"chapter": path.stem, "kind": kind, "seconds": round(elapsed, 1), "peak_rss_mb": round(peak[0] / 2**20),
             "budget_s": BUDGET_S[kind], "within_budget": elapsed <= BUDGET_S[kind] and peak[0] <= BUDGET_BYTES}
@@ -85,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to measure (default: every chapter)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="output folder")
+    parser.add_argument("--save", action="store_true", help="write the executed notebooks back (as run_notebooks.py)")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or toc_notebooks()
     rows = []
     for path in paths:
-        row = measure(path)
+        row = measure(path, save=args.save)
         rows.append(row)
         print(f"{row['chapter']:<28} {row['seconds']:7.1f} s  {row['peak_rss_mb']:6d} MB  "
               f"({row['kind']}, budget {row['budget_s']:.0f} s){'' if row['within_budget'] else '  OVER BUDGET'}",

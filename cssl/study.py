@@ -35,8 +35,8 @@ from .metrics import alignment, delta_mu, max_centre_inner_product, nearest_cent
 from .train import Dataset, _to_float, extract_features, load_dataset, train
 from .worlds import World
 
-__all__ = ["cell_augmentation", "grid_cells", "encoder_world", "encoder_factors", "run_grid", "grid_concentration",
-           "aggregate", "rank_correlation"]
+__all__ = ["cell_augmentation", "grid_cells", "eval_subset", "EVAL_SEED", "encoder_world", "encoder_factors",
+           "run_grid", "grid_concentration", "aggregate", "rank_correlation"]
 
 _AUG_FIELDS = ("letters", "strength", "cj_prob")
 
@@ -118,8 +118,16 @@ def encoder_factors(world: World, eps: float) -> dict:
             "nc_error": nearest_centre_error(world)}
 
 
-def _eval_subset(data: Dataset, n: int, seed: int):
-    n = min(n, data.x_test.shape[0])
+EVAL_SEED = 1234  # the fixed test subset on which run_grid measures every encoder
+
+
+def eval_subset(data: Dataset, n: int, seed: int = EVAL_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` test images and labels (a seeded random subset, in index order) of ``data``.
+
+    With the default seed it is the subset on which :func:`run_grid` measures every encoder's factors,
+    so a chapter can measure other quantities on exactly those images.
+    """
+    n = min(check_int(n, "n", low=1), data.x_test.shape[0])
     idx = torch.randperm(data.x_test.shape[0], generator=torch.Generator().manual_seed(seed))[:n].sort().values
     return data.x_test[idx], data.y_test[idx]
 
@@ -153,7 +161,7 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
                 t0 = time.perf_counter()
                 res = train(cfg, progress=progress, data=data)
                 train_s = time.perf_counter() - t0
-                xe, ye = _eval_subset(data, eval_images, seed=1234)
+                xe, ye = eval_subset(data, eval_images)
                 world = encoder_world(res["method"].encoder, xe, ye, cell_augmentation(cell), n_views,
                                       input_transform=res["input_transform"], num_classes=data.num_classes,
                                       generator=torch.Generator().manual_seed(10_000 + int(seed)))
