@@ -557,11 +557,14 @@ def sample_views(images, augment: Callable, n_views: int, *, generator: torch.Ge
 
     ``augment(batch, generator) -> batch`` maps an ``(N, C, H, W)`` batch to an augmented batch of the same
     shape (one independent draw per image, e.g. from :mod:`cssl.augment`); it is called ``T`` times.
+    ``uint8`` images are scaled to [0, 1] first (the range :mod:`cssl.augment` expects).
     With ``include_original`` the clean image is view 0 (the paper's ``x in A(x)``), which makes the
     estimate of ``d_A`` closer to the truth and never worse. ``generator`` defaults to seed 0.
     """
     x = as_tensor(images, "images", dtype=None, ndim=4)
-    if not x.dtype.is_floating_point:
+    if x.dtype == torch.uint8:  # 0..255 pixels: the augmentations of cssl.augment work on [0, 1]
+        x = x.to(dtype).div_(255)
+    elif not x.dtype.is_floating_point:
         x = x.to(dtype)
     if not callable(augment):
         raise TypeError(f"augment must be a callable (batch, generator) -> batch, got {type(augment).__name__}")

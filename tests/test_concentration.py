@@ -276,3 +276,14 @@ BAD_INPUTS = [
 def test_bad_inputs_raise_helpful_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_sample_views_scales_uint8_images_to_unit_range():
+    from cssl.augment import Augmentation
+
+    g = torch.Generator().manual_seed(0)
+    x8 = (torch.rand(6, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    aug = Augmentation("ad")
+    a = sample_views(x8, aug, 2, generator=torch.Generator().manual_seed(1))
+    b = sample_views(x8.float() / 255, aug, 2, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(a, b) and float(a.max()) <= 1.0
