@@ -28,7 +28,7 @@ from run_notebooks import clean, toc_notebooks  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import write_report  # noqa: E402
+from _report import provenance, write_report  # noqa: E402
 
 #: Chapters that train several models get the experiment budget; the rest are theory chapters.
 EXPERIMENT_CHAPTERS = {"08", "09", "10", "11", "12"}
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", action="store_true", help="write the executed notebooks back (as run_notebooks.py)")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or toc_notebooks()
+    prov = provenance()  # before --save rewrites notebooks (which would mark the tree dirty)
     rows = []
     for path in paths:
         row = measure(path, save=args.save)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['kind']}, budget {row['budget_s']:.0f} s){'' if row['within_budget'] else '  OVER BUDGET'}",
               flush=True)
     total = sum(r["seconds"] for r in rows)
-    report = {"total_seconds": round(total, 1), "book_budget_s": 900, "chapters": rows}
+    report = {"total_seconds": round(total, 1), "book_budget_s": 900, "chapters": rows, "provenance": prov}
     lines = ["| chapter | kind | time (s) | budget (s) | peak memory (MB) | within budget |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['chapter']} | {r['kind']} | {r['seconds']:.1f} | {r['budget_s']:.0f} | {r['peak_rss_mb']} | "
