@@ -137,3 +137,10 @@ def test_every_figure_has_a_caption_a_name_and_a_readable_size(path):
         assert len(images) == 1, f"{path.name} cell {i}: one figure per cell, so that it has one caption"
         width, height = _png_size(images[0])
         assert width >= 400 and height >= 150, f"{path.name} cell {i}: figure {width}x{height} px is too small to read"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_title_has_no_tex(path):
+    """Titles go into every page's navigation, also on pages where MathJax is not loaded: no TeX there."""
+    title = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0]
+    assert title.startswith("# ") and "$" not in title and "\\" not in title, f"{path.name}: {title!r}"
