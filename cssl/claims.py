@@ -58,6 +58,7 @@ __all__ = [
 KINDS = ("symbolic", "exact", "empirical")
 RELATIONS = ("<=", "<", ">=", ">", "==")
 VERDICTS = ("holds", "fails as printed", "not reproduced at this scale")
+_OPPOSITE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]*$")
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 RECORD_DIR = Path("_build") / "claims"
@@ -259,6 +260,48 @@ class Ledger:
         if self.record:
             self.save()
         return claim
+
+    def check_pattern(self, label: str, lhs, rel: str, rhs, pattern: str, *, statement: str, name: str,
+                      kind: str = "empirical", seeds: Sequence[int] | None = None,
+                      cases: Sequence[str] | None = None) -> list[Claim]:
+        """Check a relation the paper states for several cases, pinning the cases where it was not reproduced.
+
+        ``pattern`` has one character per case: ``"+"`` where the paper's ``lhs[i] rel rhs[i]`` was observed,
+        ``"-"`` where the opposite relation (``>`` for ``<=``, ``<=`` for ``>``, ...) was observed. The
+        pattern is read off a first run and written into the chapter, so a case that changes direction
+        fails the check (:class:`ClaimFailed`) rather than silently changing the verdict. Records at most
+        two claims under ``label``: the ``"+"`` cases with verdict ``"holds"`` and the ``"-"`` cases with
+        the opposite relation and verdict ``"not reproduced at this scale"``. ``cases`` names the cases in
+        the statements (default ``case 0, case 1, ...``). Returns the claims recorded.
+        """
+        if rel not in _OPPOSITE:
+            raise ValueError(f"claim {label!r}: check_pattern needs an inequality (<, <=, >, >=), got {rel!r}")
+        a, b = _as_values(lhs, "lhs", label), _as_values(rhs, "rhs", label)
+        n = max(a.size, b.size)
+        if a.size != b.size and 1 not in (a.size, b.size):
+            raise ValueError(f"claim {label!r}: lhs has {a.size} values and rhs {b.size}; "
+                             "give one value per case on both sides, or a scalar on one side")
+        a, b = np.broadcast_to(a, (n,)), np.broadcast_to(b, (n,))
+        if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - {"+", "-"}:
+            raise ValueError(f"claim {label!r}: pattern must be a string of {n} characters '+' (the paper's "
+                             f"relation holds) or '-' (the opposite holds), one per case; got {pattern!r}")
+        names = [f"case {i}" for i in range(n)] if cases is None else [str(c) for c in cases]
+        if len(names) != n:
+            raise ValueError(f"claim {label!r}: {len(names)} case names for {n} cases")
+        per_case_seeds = seeds is not None and len(seeds) == n
+        claims_ = []
+        for sign, relation, verdict in (("+", rel, "holds"), ("-", _OPPOSITE[rel], "not reproduced at this scale")):
+            idx = [i for i, p in enumerate(pattern) if p == sign]
+            if not idx:
+                continue
+            where = ", ".join(names[i] for i in idx)
+            text = (f"{statement}: {rel} holds for {where}" if sign == "+" else
+                    f"{statement}: the opposite ({relation}) holds for {where}, not the paper's {rel}")
+            claims_.append(self.check(label, a[idx], relation, b[idx], statement=text, kind=kind,
+                                      name=f"{name} ({len(idx)} of {n} {'hold' if sign == '+' else 'reversed'})",
+                                      seeds=[seeds[i] for i in idx] if per_case_seeds else seeds,
+                                      verdict=verdict))
+        return claims_
 
     def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None) -> Claim:
         """Check a symbolic identity ``lhs == rhs`` with sympy: ``simplify(lhs - rhs)`` must be 0.

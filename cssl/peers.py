@@ -19,8 +19,8 @@ every one of them on the same trained encoders (feature worlds of :func:`cssl.st
 * **Wang et al. (2022)**, *Chaos is a ladder*: the book's reading of their confusion measure of
   augmented views (:func:`confusion_ratio`).
 
-:func:`capture_feature_worlds` keeps the feature worlds that :func:`cssl.study.run_grid` builds, so that
-every quantity above is computed on the very encoders whose kNN accuracy the grid reports.
+``cssl.study.run_grid(..., keep_worlds=True)`` keeps the feature worlds it measures, so that every
+quantity above can be computed on the very encoders whose kNN accuracy the grid reports.
 
 All expectations over a world are exact finite sums in float64 (``E_x`` weights point ``i`` by ``w_i``
 and views are equiprobable), except :func:`contrastive_unsupervised_loss`, a Monte Carlo estimate that
@@ -28,7 +28,6 @@ returns its standard error.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple
 
@@ -58,7 +57,6 @@ __all__ = [
     "haochen_ratio",
     "token_world",
     "confusion_ratio",
-    "capture_feature_worlds",
 ]
 
 
@@ -449,34 +447,3 @@ def confusion_ratio(features, anchor_ids, k: int = 1) -> float:
     hit = (ids[order] == ids[:, None]).any(dim=1)
     return float((~hit).double().mean())
 
-
-# ------------------------------------------------------------------------------- grid hook
-@contextlib.contextmanager
-def capture_feature_worlds():
-    """Keep the feature worlds that :func:`cssl.study.run_grid` measures, in the order of its records.
-
-    Usage::
-
-        with capture_feature_worlds() as worlds:
-            records = study.run_grid(...)
-        # worlds[r] is the world of records[r]: unit-norm features of the clean image and the
-        # n_views views of the cell's own augmentation on the fixed evaluation images
-
-    It wraps :func:`cssl.study.encoder_world` while the block runs (and restores it after), so the
-    worlds are exactly those on which the grid computed ``R_eps`` and the other factors.
-    """
-    from . import study
-
-    original = study.encoder_world
-    worlds: list[World] = []
-
-    def recording(*args, **kwargs):
-        world = original(*args, **kwargs)
-        worlds.append(world)
-        return world
-
-    study.encoder_world = recording
-    try:
-        yield worlds
-    finally:
-        study.encoder_world = original

@@ -134,7 +134,7 @@ def eval_subset(data: Dataset, n: int, seed: int = EVAL_SEED) -> tuple[torch.Ten
 
 def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds: Sequence[int] = (0, 1, 2),
              profile: str = "quick", data: Dataset | None = None, eval_images: int = 600, n_views: int = 8,
-             eps: float = 0.5, progress: bool = False, **overrides) -> list[dict]:
+             eps: float = 0.5, progress: bool = False, keep_worlds: bool = False, **overrides) -> list[dict]:
     """Train every (method, cell, seed) of a grid in memory and measure each encoder.
 
     Each run is :func:`cssl.train.train` with ``profile_config(profile, method, **overrides, **cell,
@@ -143,7 +143,9 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
     :func:`encoder_world`, on which :func:`encoder_factors` is computed at ``eps``.
 
     Returns one dict per run: ``method``, ``cell``, ``seed``, ``knn`` (kNN top-1, k = 200, t = 0.1, the
-    paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds).
+    paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds),
+    and with ``keep_worlds`` also ``world``: the :class:`cssl.worlds.World` the factors were computed on
+    (for further measures on the very same features, e.g. :mod:`cssl.peers`).
     ``data`` is loaded once from the first config when not given; all runs share it.
     """
     cells = grid_cells(experiment_or_cells)
@@ -167,7 +169,8 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
                                       generator=torch.Generator().manual_seed(10_000 + int(seed)))
                 records.append({"method": method, "cell": cell.label, "seed": int(seed),
                                 "knn": res["final"]["knn_top1"], "nearest_centre": res["final"]["nearest_centre_acc"],
-                                **encoder_factors(world, eps), "train_s": train_s})
+                                **encoder_factors(world, eps), "train_s": train_s,
+                                **({"world": world} if keep_worlds else {})})
     return records
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -56,7 +57,7 @@ from .models import Method, build_backbone, build_method
 __all__ = [
     "TrainConfig", "Dataset", "load_dataset", "resolve_device", "train", "evaluate", "extract_features",
     "recalibrate_batchnorm", "nearest_centre_accuracy", "provenance", "fit_on_world", "WORLD_LOSSES",
-    "input_normaliser",
+    "input_normaliser", "use_threads",
 ]
 
 DATASETS = ("textures", "digits", "cifar10", "cifar100")
@@ -264,6 +265,31 @@ def input_normaliser(x_train: torch.Tensor) -> Callable[[torch.Tensor], torch.Te
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def use_threads(default: int) -> int:
+    """Set PyTorch's CPU threads for a chapter or script: ``$CSSL_NUM_THREADS`` when set, else ``default``.
+
+    Floating-point sums are reduced in an order that depends on the thread count, so the last digits of
+    a result (and, at a near tie, a verdict) can change with it. The book's committed outputs use each
+    chapter's default: 1 for the theory chapters (tiny tensors, where a thread pool only costs time) and
+    2 for the experiment chapters (the 2-core machine CI runs on), whatever the reader's core count. On an
+    oversubscribed machine ``CSSL_NUM_THREADS=1`` can be several times faster. Returns the count set.
+    """
+    check_int(default, "default", low=1)
+    raw = os.environ.get("CSSL_NUM_THREADS", "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"CSSL_NUM_THREADS must be a positive integer (e.g. 1 or 2), got {raw!r}; "
+                             "unset it to use the chapter's default")
+    else:
+        n = default
+    torch.set_num_threads(n)
+    return n
 
 
 def resolve_device(device: str) -> torch.device:

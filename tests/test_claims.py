@@ -156,3 +156,34 @@ def test_large_claims_store_a_bounded_sample_but_the_margin_of_all_cases(ledger)
     c = ledger.check("thm-big", lhs, "<=", 1.5, statement="many cases", kind="exact")
     assert len(c.lhs) == claims.MAX_STORED_VALUES and c.n_cases == 1000
     assert c.margin == pytest.approx(0.5)
+
+
+def test_check_pattern_records_holding_and_reversed_cases_separately(ledger):
+    made = ledger.check_pattern("obs-x", [1.0, 3.0, 2.0], ">", [0.0, 4.0, 1.0], "+-+", statement="acc rises",
+                                name="acc", seeds=[0, 1, 2], cases=["a to b", "b to c", "c to d"])
+    assert [c.verdict for c in made] == ["holds", "not reproduced at this scale"]
+    assert [c.relation for c in made] == [">", "<="]
+    assert made[0].lhs == [1.0, 2.0] and made[0].seeds == [0, 2] and "a to b, c to d" in made[0].statement
+    assert made[1].lhs == [3.0] and made[1].margin == 1.0 and "opposite (<=)" in made[1].statement
+    only = ledger.check_pattern("obs-y", [1.0, 2.0], "<", 5.0, "++", statement="below", name="b", seeds=[0])
+    assert len(only) == 1 and only[0].verdict == "holds" and only[0].seeds == [0]
+
+
+@pytest.mark.parametrize("pattern", ["++", "--", "-+"])
+def test_check_pattern_fails_when_a_case_changes_direction(ledger, pattern):
+    # the observed directions are (+, -): any other pinned pattern must fail, naming the claim
+    with pytest.raises(ClaimFailed, match="obs-x"):
+        ledger.check_pattern("obs-x", [1.0, 0.0], ">", [0.0, 1.0], pattern, statement="s", name="n", seeds=[0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(rel="==", pattern="+"), "inequality"),
+    (dict(pattern="+"), "2 characters"),
+    (dict(pattern="+x"), "'\\+'"),
+    (dict(pattern="++", cases=["one"]), "1 case names for 2"),
+])
+def test_check_pattern_refuses_bad_input(ledger, kwargs, match):
+    args = dict(rel=">", pattern="++", cases=None) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ledger.check_pattern("obs-x", [1.0, 2.0], args["rel"], 0.0, args["pattern"], statement="s", name="n",
+                             seeds=[0], cases=args["cases"])

@@ -273,17 +273,3 @@ def test_confusion_ratio_closed_forms_and_bad_input():
         peers.confusion_ratio(z, [0, 0, 1])
     with pytest.raises(ValueError, match="k must"):
         peers.confusion_ratio(z, [0, 0, 1, 1], k=4)
-
-
-# ------------------------------------------------------------------ the grid hook
-def test_capture_feature_worlds_records_and_restores(monkeypatch):
-    from cssl import study
-    from cssl.augment import Augmentation
-    from cssl.models import SmallCNN
-
-    original = study.encoder_world
-    x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1])
-    with peers.capture_feature_worlds() as worlds:
-        w = study.encoder_world(SmallCNN(in_channels=3, width=4), x, y, Augmentation("a"), 2)
-    assert study.encoder_world is original
-    assert len(worlds) == 1 and worlds[0] is w and w.views.shape[:2] == (6, 3)

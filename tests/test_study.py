@@ -91,6 +91,16 @@ def test_run_grid_records_and_aggregate():
         study.run_grid(cells, seeds=())
 
 
+def test_run_grid_keeps_the_worlds_its_factors_were_measured_on():
+    kept = study.run_grid([("ad", {"letters": "ad"})], seeds=(0,), dataset="digits", steps=3, eval_every=3,
+                          batch_size=64, eval_images=50, n_views=2, eps=0.5, keep_worlds=True)[0]
+    world = kept["world"]
+    assert world.views.shape[:2] == (50, 3)
+    assert kept["r_eps"] == study.encoder_factors(world, 0.5)["r_eps"]
+    assert "world" not in study.run_grid([("ad", {"letters": "ad"})], seeds=(0,), dataset="digits", steps=3,
+                                         eval_every=3, batch_size=64, eval_images=50, n_views=2)[0]
+
+
 def test_grid_concentration_sigma_monotone_and_uint8_ok():
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(30, 3, 8, 8, generator=g) * 255).to(torch.uint8)

@@ -209,3 +209,23 @@ def test_fit_on_world_lowers_info_nce_and_separates_classes():
     assert nearest_centre_error(world.map(enc)) == 0.0
     with pytest.raises(ValueError, match="loss"):
         fit_on_world(enc, world, loss="triplet")
+
+
+def test_use_threads_reads_the_environment_and_refuses_nonsense(monkeypatch):
+    from cssl.train import use_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("CSSL_NUM_THREADS", raising=False)
+        assert use_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("CSSL_NUM_THREADS", "2")
+        assert use_threads(1) == 2 and torch.get_num_threads() == 2
+        for bad in ("0", "-1", "two"):
+            monkeypatch.setenv("CSSL_NUM_THREADS", bad)
+            with pytest.raises(ValueError, match="CSSL_NUM_THREADS must be a positive integer"):
+                use_threads(1)
+        monkeypatch.delenv("CSSL_NUM_THREADS")
+        with pytest.raises(ValueError, match="default"):
+            use_threads(0)
+    finally:
+        torch.set_num_threads(before)
