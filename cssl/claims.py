@@ -23,6 +23,11 @@ The *verdict* says what the check establishes about the paper:
 * ``"not reproduced at this scale"``: an empirical claim of the paper that the book's CPU-scale
   experiment does not show; the check asserts what was actually observed.
 
+:meth:`Ledger.check_pattern` checks a relation the paper states for several cases (steps of a table,
+seeds) with the observed direction of each case pinned in the chapter: ``"holds"`` for the cases that
+follow the paper, the opposite relation with ``"not reproduced at this scale"`` for the others, so that a
+re-run in which any case changes direction fails instead of quietly changing its verdict.
+
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
 of the chapter's source cells and of the ``cssl`` sources. :func:`collect` (the ledger page) reads
 them and re-executes any chapter whose record is missing or stale, so the ledger is complete on a
@@ -288,7 +293,6 @@ class Ledger:
         names = [f"case {i}" for i in range(n)] if cases is None else [str(c) for c in cases]
         if len(names) != n:
             raise ValueError(f"claim {label!r}: {len(names)} case names for {n} cases")
-        per_case_seeds = seeds is not None and len(seeds) == n
         claims_ = []
         for sign, relation, verdict in (("+", rel, "holds"), ("-", _OPPOSITE[rel], "not reproduced at this scale")):
             idx = [i for i, p in enumerate(pattern) if p == sign]
@@ -299,7 +303,7 @@ class Ledger:
                     f"{statement}: the opposite ({relation}) holds for {where}, not the paper's {rel}")
             claims_.append(self.check(label, a[idx], relation, b[idx], statement=text, kind=kind,
                                       name=f"{name} ({len(idx)} of {n} {'hold' if sign == '+' else 'reversed'})",
-                                      seeds=[seeds[i] for i in idx] if per_case_seeds else seeds,
+                                      seeds=seeds,
                                       verdict=verdict))
         return claims_
 

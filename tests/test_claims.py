@@ -163,7 +163,7 @@ def test_check_pattern_records_holding_and_reversed_cases_separately(ledger):
                                 name="acc", seeds=[0, 1, 2], cases=["a to b", "b to c", "c to d"])
     assert [c.verdict for c in made] == ["holds", "not reproduced at this scale"]
     assert [c.relation for c in made] == [">", "<="]
-    assert made[0].lhs == [1.0, 2.0] and made[0].seeds == [0, 2] and "a to b, c to d" in made[0].statement
+    assert made[0].lhs == [1.0, 2.0] and made[0].seeds == [0, 1, 2] and "a to b, c to d" in made[0].statement
     assert made[1].lhs == [3.0] and made[1].margin == 1.0 and "opposite (<=)" in made[1].statement
     only = ledger.check_pattern("obs-y", [1.0, 2.0], "<", 5.0, "++", statement="below", name="b", seeds=[0])
     assert len(only) == 1 and only[0].verdict == "holds" and only[0].seeds == [0]
