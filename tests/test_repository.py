@@ -22,6 +22,17 @@ def test_every_notebook_has_the_setup_cell_for_the_configured_address():
     assert len(set_repository.notebooks(ROOT)) >= 13
 
 
+def test_launch_buttons_are_off_while_the_address_is_unset():
+    # Jupyter Book fills an unset repository.url with its own repository: buttons would open the wrong project
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    buttons = config["launch_buttons"]
+    if set_repository.config_address():
+        assert buttons["binderhub_url"] and buttons["colab_url"] and buttons["thebe"] is True
+    else:
+        assert buttons["binderhub_url"] == "" and buttons["colab_url"] == "" and buttons["thebe"] is False
+        assert config["html"]["use_repository_button"] is False
+
+
 def _hide_cssl(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "cssl" else real(name, *a, **k))
@@ -66,8 +77,10 @@ def test_setting_the_address_updates_config_and_every_notebook(tmp_path):
     data = yaml.safe_load(config.read_text())
     assert data["repository"] == {"url": ADDRESS, "branch": "main"}
     assert data["launch_buttons"]["thebe"] is True and data["html"]["use_repository_button"] is True
-    assert data["launch_buttons"]["binderhub_url"] == yaml.safe_load(before)["launch_buttons"]["binderhub_url"]
-    assert "# builds binder/" in config.read_text()  # other comments are kept
+    assert data["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+    assert data["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert data["launch_buttons"]["notebook_interface"] == yaml.safe_load(before)["launch_buttons"]["notebook_interface"]
+    assert "# Empty while repository.url is unset" in config.read_text()  # other comments are kept
     nb = nbformat.read(tmp_path / "chapters" / "01_setting.ipynb", as_version=4)
     setup = next(c for c in nb.cells if c.cell_type == "code")
     assert f"BOOK_REPOSITORY = {ADDRESS!r}" in setup.source and setup.metadata["tags"] == ["remove-cell"]

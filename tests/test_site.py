@@ -162,6 +162,23 @@ def test_internal_links_resolve(page):
     assert not bad, f"{page}: internal links that do not resolve: {bad}"
 
 
+def test_launch_links_open_the_book_repository_or_are_absent():
+    # an unset repository.url makes Jupyter Book link the launch buttons to executablebooks/jupyter-book
+    _requirement((HTML / "index.html").is_file(), "the site is not built")
+    import yaml
+
+    address = (yaml.safe_load((ROOT / "_config.yml").read_text()).get("repository") or {}).get("url") or ""
+    repo = urlparse(address).path.strip("/")
+    for page in _pages():
+        html = (HTML / f"{page}.html").read_text(encoding="utf-8")
+        assert "executablebooks/jupyter-book" not in html, f"{page}: a link to Jupyter Book's own repository"
+        launches = re.findall(r'href="(https://(?:mybinder\.org/v2/gh|colab\.research\.google\.com/github)/[^"]+)"', html)
+        if not repo:
+            assert not launches, f"{page}: launch buttons without a repository address: {launches[:2]}"
+        else:
+            assert all(f"/{repo}/" in url for url in launches), f"{page}: launch links elsewhere: {launches[:2]}"
+
+
 def test_ledger_lists_every_recorded_claim():
     _requirement((HTML / "index.html").is_file(), "the site is not built")
     records = []

@@ -6,9 +6,10 @@
 
 The address is needed by
 
-* ``_config.yml``: ``repository.url`` makes sphinx-book-theme show the Binder and Colab launch buttons and the
-  repository button (it leaves them out while the address is unset), and ``launch_buttons.thebe`` turns on live
-  code cells, which start a kernel on Binder from the same repository;
+* ``_config.yml``: ``repository.url`` and the ``launch_buttons`` (Binder, Colab) of sphinx-book-theme, the
+  repository button, and ``launch_buttons.thebe`` for live code cells, which start a kernel on Binder from the same
+  repository. While the address is unset the launch buttons stay off: Jupyter Book would otherwise fill in its
+  own repository (executablebooks/jupyter-book) and every page would get buttons that open the wrong project;
 * the **setup cell** of every notebook under ``chapters/`` (its first code cell, removed from the rendered
   pages): on Colab, or any kernel where ``cssl`` is missing, it installs ``cssl`` from that repository. On
   Binder (``binder/postBuild``) and after the README's install, ``cssl`` is present and the cell does nothing;
@@ -33,6 +34,8 @@ CONFIG = ROOT / "_config.yml"
 SETUP_TAGS = ["remove-cell"]
 _ADDRESS = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _MARKER = "BOOK_REPOSITORY = "
+BINDERHUB = "https://mybinder.org"
+COLAB = "https://colab.research.google.com"
 
 SETUP_CELL = '''\
 # Colab or a fresh kernel: install this book's package cssl when it is missing (on Binder, and after the
@@ -106,13 +109,16 @@ def write_setup_cell(path: Path, address: str) -> bool:
 
 
 def write_config(address: str, config: Path = CONFIG) -> None:
-    """Set ``repository.url``, the repository button and Thebe in ``_config.yml``, keeping its comments."""
+    """Set ``repository.url``, the launch buttons, the repository button and Thebe in ``_config.yml``, keeping
+    its comments."""
     text = config.read_text(encoding="utf-8")
     block = re.compile(r"^repository:\n(?:[ \t]+.*\n|[ \t]*\n)*", flags=re.M)
     if not block.search(text):
         raise ValueError(f"{config} has no top-level 'repository:' block")
     text = block.sub(f"repository:\n  url: {address}\n  branch: main\n\n", text, count=1)
     text = re.sub(r"^(\s*)use_repository_button:.*$", r"\1use_repository_button: true", text, flags=re.M)
+    for key, url in (("binderhub_url", BINDERHUB), ("colab_url", COLAB)):
+        text = re.sub(rf"^(\s*){key}:.*$", lambda m, key=key, url=url: f'{m.group(1)}{key}: "{url}"', text, flags=re.M)
     text = re.sub(r"^(\s*)thebe:.*$", r"\1thebe: true   # live code cells, on a Binder kernel of the repository",
                   text, flags=re.M)
     yaml.safe_load(text)  # still valid YAML
