@@ -1,11 +1,10 @@
-"""Binder delivery: binder/ parses, its pins agree with requirements.txt, postBuild installs cssl, launch config."""
+"""Binder delivery: binder/ parses, its pins agree with requirements.txt, postBuild installs cssl (launch buttons: test_repository.py)."""
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -46,14 +45,3 @@ def test_postbuild_is_an_executable_bash_script_that_installs_cssl():
     text = post.read_text()
     assert text.startswith("#!/bin/bash") and "set -euo pipefail" in text
     assert "pip install --no-deps -e ." in text and "import cssl" in text
-
-
-def test_launch_buttons_config():
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert cfg["repository"]["branch"] == "main"
-    url = cfg["repository"].get("url")
-    assert url is None or re.fullmatch(r"https://[\w.-]+/[\w.-]+/[\w.-]+", url)
-    lb = cfg["launch_buttons"]
-    assert lb["binderhub_url"] == "https://mybinder.org" and lb["colab_url"].startswith("https://colab")
-    # Thebe starts a Binder kernel from repository.url: it cannot be on without one
-    assert not lb.get("thebe") or url

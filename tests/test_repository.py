@@ -26,8 +26,11 @@ def test_launch_buttons_are_off_while_the_address_is_unset():
     # Jupyter Book fills an unset repository.url with its own repository: buttons would open the wrong project
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     buttons = config["launch_buttons"]
+    assert config["repository"]["branch"] == "main"
     if set_repository.config_address():
-        assert buttons["binderhub_url"] and buttons["colab_url"] and buttons["thebe"] is True
+        assert set_repository.check_address(set_repository.config_address()) == set_repository.config_address()
+        assert buttons["binderhub_url"] == set_repository.BINDERHUB and buttons["colab_url"] == set_repository.COLAB
+        assert buttons["thebe"] is True  # Thebe starts its kernel on Binder from the repository
     else:
         assert buttons["binderhub_url"] == "" and buttons["colab_url"] == "" and buttons["thebe"] is False
         assert config["html"]["use_repository_button"] is False
