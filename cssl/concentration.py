@@ -618,6 +618,12 @@ class SigmaEstimate:
     proven_optimal: tuple
     n_views: int
 
+    def pair_distances(self) -> torch.Tensor:
+        """``hat d_A(x_i, x_j)`` of every pair ``i < j`` of distinct images of the same class, pooled over the
+        classes (class by class, row-major upper triangle): the sample from which the chapters take ``delta``
+        as a quantile."""
+        return torch.cat([d[tuple(torch.triu_indices(len(d), len(d), 1))] for d in self.distances])
+
 
 def estimate_sigma(images, augment: Callable, n_views: int, deltas, *, labels=None,
                    generator: torch.Generator | None = None, view_transform: Callable | None = None,

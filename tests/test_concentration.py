@@ -287,3 +287,15 @@ def test_sample_views_scales_uint8_images_to_unit_range():
     a = sample_views(x8, aug, 2, generator=torch.Generator().manual_seed(1))
     b = sample_views(x8.float() / 255, aug, 2, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(a, b) and float(a.max()) <= 1.0
+
+
+def test_pair_distances_pool_each_same_class_pair_once():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(7, 1, 4, 4, generator=g), torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    est = estimate_sigma(x, lambda b, gen: b + 0.01 * torch.randn(b.shape, generator=gen), 2, [0.5],
+                         labels=y, generator=g)
+    pairs = est.pair_distances()
+    assert pairs.shape == (3 + 6,)
+    expected = [float(est.distances[k][i, j]) for k in range(2) for i in range(len(est.distances[k]))
+                for j in range(i + 1, len(est.distances[k]))]
+    assert pairs.tolist() == expected
