@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ._validate import as_tensor, check_int, check_real
-from .metrics import class_centres
+from .metrics import _check_world, class_centres
 from .worlds import World
 
 __all__ = [
@@ -58,12 +58,6 @@ __all__ = [
     "token_world",
     "confusion_ratio",
 ]
-
-
-def _check_world(world) -> World:
-    if not isinstance(world, World):
-        raise TypeError(f"world must be a cssl.World (of features: world.map(f)), got {type(world).__name__}")
-    return world
 
 
 # ------------------------------------------------------------------------------- Arora et al. 2019
