@@ -8,6 +8,7 @@ Examples::
 
     python -m cssl train --method simclr --letters ab --steps 200 --out-dir runs/simclr-ab
     python -m cssl reproduce table1 --profile quick --methods simclr barlow_twins --seeds 0 1 2
+    python -m cssl reproduce table1 --profile book      # the committed runs of the book (results/book)
     python -m cssl reproduce table2 --profile paper --dataset cifar10 --data-root data_cache --download
     torchrun --nproc_per_node 4 -m cssl train --profile paper --method simclr --epochs 800
 
@@ -43,6 +44,7 @@ _TRAIN_HELP = {
     "letters": "augmentations, a subset of abcde: a crop, b blur, c grayscale, d colour jitter, e flip",
     "strength": "colour-jitter strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), in (0, 2.5]",
     "cj_prob": "probability of colour jitter, in [0, 1] (Table 2 uses 1.0)",
+    "blur_sigma": "blur standard deviation in pixels (default: image side / 32, the authors' 1 px at 32x32)",
     "backbone": "encoder: smallcnn or resnet18 (CIFAR stem)",
     "width": "backbone width (smallcnn 16, resnet18 64 when omitted)",
     "steps": "number of optimizer steps (give steps or epochs)",
@@ -173,6 +175,25 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", dest="data_root", default=None, help="folder of the CIFAR files")
     p.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+    p.add_argument("--workers", type=int, default=2,
+                   help="book profile: single-thread training processes (default 2, one per core)")
+    p.add_argument("--force", action="store_true", help="book profile: retrain runs that are already current")
+
+
+def _reproduce_book(args: argparse.Namespace) -> int:
+    from . import runcache
+
+    if args.workers < 1:
+        args._parser.error(f"--workers must be a positive integer, got {args.workers}")
+    for name in ("steps", "epochs", "data_root", "download", "dataset"):
+        if getattr(args, name) not in (None, False):
+            args._parser.error(f"--{name.replace('_', '-')} does not apply to --profile book: its runs are fixed "
+                               "by the profile (see cssl.experiments)")
+    summary = runcache.regenerate(args.experiment, methods=args.methods, seeds=args.seeds, workers=args.workers,
+                                  progress=args.progress, force=args.force)
+    print(f"{args.experiment} (book): {summary['trained']} run(s) trained, {summary['current']} already current, "
+          f"{summary['wall_s']:.0f} s; cache in {runcache.cache_root() / args.experiment}")
+    return 0
 
 
 def _reproduce_run(args: argparse.Namespace) -> int:
@@ -183,6 +204,8 @@ def _reproduce_run(args: argparse.Namespace) -> int:
     for name in ("steps", "epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             args._parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.profile == "book":
+        return _reproduce_book(args)
     extra = {k: getattr(args, k) for k in ("steps", "epochs", "data_root", "download") if getattr(args, k) is not None}
     try:
         summary = reproduce(args.experiment, profile=args.profile, methods=args.methods, seeds=args.seeds,

@@ -23,10 +23,26 @@ The *verdict* says what the check establishes about the paper:
 * ``"not reproduced at this scale"``: an empirical claim of the paper that the book's CPU-scale
   experiment does not show; the check asserts what was actually observed.
 
+Those three are stated by the chapter and asserted by the check. The verdict of an *experiment* is
+computed instead, never passed in: :meth:`Ledger.compare` takes per-seed values of two settings the paper
+orders (``higher > lower``), forms a paired Student-t confidence interval for the mean difference and
+records
+
+* ``"reproduces"``: the interval lies above 0, so the seeds show the paper's direction;
+* ``"reversed"``: the interval lies below 0, so the seeds show the opposite direction;
+* ``"inconclusive"``: the interval contains 0; the seeds cannot tell the direction. This is *not*
+  ``"holds"``: the paper's claim is neither confirmed nor contradicted at this scale.
+
+``compare`` raises only for bad input; a reversed or inconclusive result is a finding and is recorded. Its
+margin is the interval's lower end (negative unless the claim reproduces) and its ``extra`` holds the
+effect and interval (:func:`format_effect` renders them as text).
+
 :meth:`Ledger.check_pattern` checks a relation the paper states for several cases (steps of a table,
 seeds) with the observed direction of each case pinned in the chapter: ``"holds"`` for the cases that
 follow the paper, the opposite relation with ``"not reproduced at this scale"`` for the others, so that a
-re-run in which any case changes direction fails instead of quietly changing its verdict.
+re-run in which any case changes direction fails instead of quietly changing its verdict. It is a
+regression test of the observed directions, not an estimate of the effect: a case counts as ``"+"`` however
+small its difference and however noisy the seeds; use :meth:`Ledger.compare` to estimate an effect.
 
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
 of the chapter's source cells and of the ``cssl`` sources. :func:`collect` (the ledger page) reads
@@ -55,14 +71,22 @@ __all__ = [
     "KINDS",
     "RELATIONS",
     "VERDICTS",
+    "COMPUTED_VERDICTS",
+    "MIN_SEEDS",
     "book_root",
     "collect",
+    "format_effect",
+    "paired_effect",
     "ledger_markdown",
 ]
 
 KINDS = ("symbolic", "exact", "empirical")
 RELATIONS = ("<=", "<", ">=", ">", "==")
-VERDICTS = ("holds", "fails as printed", "not reproduced at this scale")
+#: Verdicts computed by :meth:`Ledger.compare` from a paired confidence interval (never passed in).
+COMPUTED_VERDICTS = ("reproduces", "reversed", "inconclusive")
+VERDICTS = ("holds", "fails as printed", "not reproduced at this scale", *COMPUTED_VERDICTS)
+#: The fewest seeds :meth:`Ledger.compare` accepts.
+MIN_SEEDS = 5
 _OPPOSITE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]*$")
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -97,7 +121,61 @@ class Claim:
     def __repr__(self) -> str:
         margin = "inf" if abs(self.margin) >= 1e300 else f"{self.margin:.3g}"
         name = f" ({self.name})" if self.name else ""
-        return f"claim {self.label}{name}: {self.verdict} [{self.kind}, {self.n_cases} case(s), margin {margin}]"
+        what = f"effect {format_effect(self)}" if "effect" in self.extra else f"margin {margin}"
+        return f"claim {self.label}{name}: {self.verdict} [{self.kind}, {self.n_cases} case(s), {what}]"
+
+
+def paired_effect(higher, lower, confidence: float = 0.95) -> tuple[float, float, float, float, str]:
+    """The paired effect of ``higher > lower`` and its Student-t interval: ``(dbar, low, high, s_d, verdict)``.
+
+    ``d_i = higher_i - lower_i``; ``dbar ± t_{1-alpha/2, n-1} s_d / sqrt(n)`` with ``alpha = 1 - confidence``
+    (``[dbar, dbar]`` when all ``d_i`` are equal); verdict ``"reproduces"`` (low > 0), ``"reversed"``
+    (high < 0) or ``"inconclusive"``. The computation behind :meth:`Ledger.compare`, which validates its
+    input and records the claim; call this one to show effects that are not claims (e.g. at other
+    training lengths). ``higher`` and ``lower``: equal-length 1-D arrays of at least two finite values.
+    """
+    from scipy import stats
+
+    h, l_ = np.asarray(higher, dtype=float).ravel(), np.asarray(lower, dtype=float).ravel()
+    if h.shape != l_.shape or h.size < 2 or not (np.isfinite(h).all() and np.isfinite(l_).all()):
+        raise ValueError(f"higher and lower must be finite and of equal length >= 2, got {h.size} and {l_.size}")
+    d = h - l_
+    n, effect = d.size, float(np.mean(d))
+    if np.all(d == d[0]):
+        sd, low, high = 0.0, effect, effect
+    else:
+        sd = float(np.std(d, ddof=1))
+        half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
+        low, high = effect - half, effect + half
+    verdict = "reproduces" if low > 0 else "reversed" if high < 0 else "inconclusive"
+    return effect, low, high, sd, verdict
+
+
+def _fmt_fixed(x: float, decimals: int, sign: bool = False) -> str:
+    x = round(float(x), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{x:+.{decimals}f}" if sign else f"{x:.{decimals}f}"
+
+
+def format_effect(claim, *, scale: float = 1.0, decimals: int | None = None, describe: bool = False) -> str:
+    """The effect of a :meth:`Ledger.compare` claim and its interval as text, e.g. ``+3.2 [1.1, 5.3]``.
+
+    ``claim`` is a :class:`Claim` or its record (a dict, as :func:`collect` returns). The values are shown
+    as recorded, times ``scale`` (the caller decides the units: ``scale=100`` for percentage points of an
+    accuracy). ``decimals`` defaults to showing the interval's half-width to two significant digits.
+    ``describe=True`` appends the interval's kind and confidence, e.g. ``(paired t, 95%)``. Raises
+    ``ValueError`` for a claim that records no effect.
+    """
+    extra = claim.get("extra") if isinstance(claim, dict) else getattr(claim, "extra", None)
+    if not extra or "effect" not in extra:
+        raise ValueError("format_effect needs a claim recorded by Ledger.compare (its extra has no 'effect')")
+    effect, lo, hi = (float(extra[k]) * scale for k in ("effect", "ci_low", "ci_high"))
+    if decimals is None:
+        width = (hi - lo) / 2 or abs(effect)
+        decimals = max(0, 1 - math.floor(math.log10(width))) if width > 0 else 0
+    text = f"{_fmt_fixed(effect, decimals, sign=True)} [{_fmt_fixed(lo, decimals)}, {_fmt_fixed(hi, decimals)}]"
+    if describe:
+        text += f" ({extra.get('interval', 'interval')}, {float(extra['confidence']) * 100:g}%)"
+    return text
 
 
 def _as_values(value, what: str, label: str) -> np.ndarray:
@@ -202,6 +280,21 @@ class Ledger:
         self.claims: list[Claim] = []
 
     # ---------------------------------------------------------------- checking
+    def _validate(self, label, statement: str, kind: str, name: str) -> None:
+        """Refuse a bad label, statement or kind, and a (label, name) already checked in this chapter."""
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("claim label must be the non-empty label of a {prf:...} block, e.g. 'thm-1'")
+        if not _LABEL.match(label):
+            raise ValueError(f"claim label {label!r} is not a valid {{prf}} label: use letters, digits, "
+                             "'-', '_', ':' or '.', starting with a letter")
+        if kind not in KINDS:
+            raise ValueError(f"claim {label!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        if not isinstance(statement, str) or not statement.strip():
+            raise ValueError(f"claim {label!r}: give the statement being checked in words")
+        if any((c.label, c.name) == (label, name) for c in self.claims):
+            raise ValueError(f"claim {label!r} {name!r} was already checked in chapter {self.chapter}; "
+                             "give each check of the same statement a distinct name")
+
     def check(self, label: str, lhs, rel: str, rhs, *, statement: str, kind: str, name: str = "",
               seeds: Sequence[int] | None = None, tol: float = 0.0, verdict: str = "holds",
               extra: dict | None = None) -> Claim:
@@ -212,31 +305,24 @@ class Ledger:
         ``|lhs - rhs| <= tol``. ``kind`` is ``symbolic``, ``exact`` or ``empirical``; ``seeds`` lists
         the seeds of an empirical claim. Raises :class:`ClaimFailed` when any entry fails, with the
         label, the statement and the offending values; raises ``ValueError`` for NaN values, an
-        unknown relation, kind or verdict, or an empty label.
+        unknown relation, kind or verdict, or an empty label. The verdict is one of ``"holds"``, ``"fails
+        as printed"`` or ``"not reproduced at this scale"``; the verdicts of :meth:`compare` are computed and
+        cannot be passed here.
         """
-        if not isinstance(label, str) or not label.strip():
-            raise ValueError("claim label must be the non-empty label of a {prf:...} block, e.g. 'thm-1'")
-        if not _LABEL.match(label):
-            raise ValueError(f"claim label {label!r} is not a valid {{prf}} label: use letters, digits, "
-                             "'-', '_', ':' or '.', starting with a letter")
+        self._validate(label, statement, kind, name)
         if rel not in RELATIONS:
             raise ValueError(f"claim {label!r}: unknown relation {rel!r}; use one of {', '.join(RELATIONS)}")
-        if kind not in KINDS:
-            raise ValueError(f"claim {label!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
         if verdict not in VERDICTS:
             raise ValueError(f"claim {label!r}: unknown verdict {verdict!r}; use one of {VERDICTS}")
-        if not isinstance(statement, str) or not statement.strip():
-            raise ValueError(f"claim {label!r}: give the statement being checked in words")
+        if verdict in COMPUTED_VERDICTS:
+            raise ValueError(f"claim {label!r}: the verdict {verdict!r} is computed from seeds by "
+                             "Ledger.compare, never passed in; call compare with the per-seed values")
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"claim {label!r}: tol must be a finite number >= 0, got {tol!r}")
         if rel != "==" and tol:
             raise ValueError(f"claim {label!r}: tol only applies to '=='; an inequality is checked exactly")
         if kind == "empirical" and not seeds:
             raise ValueError(f"claim {label!r}: an empirical claim must list the seeds it was run on")
-        key = (label, name)
-        if any((c.label, c.name) == key for c in self.claims):
-            raise ValueError(f"claim {label!r} {name!r} was already checked in chapter {self.chapter}; "
-                             "give each check of the same statement a distinct name")
         a = _as_values(lhs, "lhs", label)
         b = _as_values(rhs, "rhs", label)
         if a.size != b.size and 1 not in (a.size, b.size):
@@ -306,6 +392,68 @@ class Ledger:
                                       seeds=seeds,
                                       verdict=verdict))
         return claims_
+
+    def compare(self, label: str, higher, lower, *, seeds: Sequence[int], statement: str, name: str,
+                confidence: float = 0.95, kind: str = "empirical") -> Claim:
+        """Estimate the paired effect of an experiment the paper orders as ``higher > lower``; compute its verdict.
+
+        ``higher`` and ``lower`` hold one value per seed, paired by seed and in the order of ``seeds`` (for
+        example the kNN accuracy of augmentation ``abcde`` and of ``abcd`` on seeds 0..4), where the paper
+        says the first is larger. With the paired differences ``d_i = h_i - l_i`` (``i = 1..n``), their mean
+        ``dbar`` and sample standard deviation ``s_d`` (ddof 1), the two-sided Student-t interval at level
+        ``confidence = 1 - alpha`` is
+
+            dbar ± t_{1-alpha/2, n-1} · s_d / sqrt(n)
+
+        (``[dbar, dbar]`` when all differences are equal). The verdict is computed from it:
+
+        * ``"reproduces"``: the lower end is > 0, the seeds show the paper's direction;
+        * ``"reversed"``: the upper end is < 0, the seeds show the opposite direction;
+        * ``"inconclusive"``: the interval contains 0; these seeds cannot tell the direction. This is not
+          ``"holds"``: the paper's claim is neither confirmed nor contradicted at this scale.
+
+        A reversed or inconclusive result is recorded, not raised: it is a finding. Records relation
+        ``">"``, lhs = ``higher``, rhs = ``lower``, the seeds, ``n_cases = n``, margin = the interval's
+        lower end (negative unless the claim reproduces) and ``extra`` = ``effect`` (dbar), ``ci_low``,
+        ``ci_high``, ``confidence``, ``interval`` (``"paired t"``), ``n`` and ``sd`` (s_d). Raises
+        ``ValueError`` for fewer than :data:`MIN_SEEDS` seeds, seeds that are not distinct integers, values
+        that are not finite, unequal lengths, a confidence outside (0, 1), a bad label, statement or kind,
+        or a (label, name) already checked.
+        """
+        self._validate(label, statement, kind, name)
+        if not (isinstance(confidence, (int, float)) and not isinstance(confidence, bool)
+                and math.isfinite(confidence) and 0 < confidence < 1):
+            raise ValueError(f"claim {label!r}: confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
+        h, lo_vals = _as_values(higher, "higher", label), _as_values(lower, "lower", label)
+        for what, arr in (("higher", h), ("lower", lo_vals)):
+            if not np.isfinite(arr).all():
+                raise ValueError(f"claim {label!r}: {what} contains a value that is not finite "
+                                 f"({int((~np.isfinite(arr)).sum())} of {arr.size}); fix the computation")
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+            raise ValueError(f"claim {label!r}: seeds must be a sequence of distinct integers, one per value")
+        seeds = list(seeds)
+        n = len(seeds)
+        if h.size != n or lo_vals.size != n:
+            raise ValueError(f"claim {label!r}: higher has {h.size} values, lower {lo_vals.size} and seeds {n}; "
+                             "give one value per seed on both sides, paired by seed")
+        if n < MIN_SEEDS:
+            raise ValueError(f"claim {label!r}: {n} seed(s) cannot estimate an effect; give at least "
+                             f"{MIN_SEEDS} seeds")
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in seeds):
+            raise ValueError(f"claim {label!r}: seeds must be integers, got {seeds!r}")
+        if len(set(int(s) for s in seeds)) != n:
+            raise ValueError(f"claim {label!r}: seeds must be distinct, got {seeds!r}")
+        effect, ci_low, ci_high, sd, verdict = paired_effect(h, lo_vals, confidence)
+        keep = slice(0, MAX_STORED_VALUES)
+        claim = Claim(chapter=self.chapter, label=label, name=name, statement=statement.strip(), kind=kind,
+                      relation=">", lhs=[float(x) for x in h[keep]], rhs=[float(x) for x in lo_vals[keep]],
+                      margin=ci_low, verdict=verdict, seeds=[int(s) for s in seeds], n_cases=n,
+                      extra={"effect": effect, "ci_low": ci_low, "ci_high": ci_high, "confidence": float(confidence),
+                             "interval": "paired t", "n": n, "sd": sd})
+        self.claims.append(claim)
+        if self.record:
+            self.save()
+        return claim
 
     def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None) -> Claim:
         """Check a symbolic identity ``lhs == rhs`` with sympy: ``simplify(lhs - rhs)`` must be 0.
@@ -436,7 +584,9 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
     """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
 
     Columns: the statement checked (linked with ``{prf:ref}``), the claim in words, kind, verdict,
-    margin (worst-case slack) and the number of cases with their seeds.
+    margin (worst-case slack) and the number of cases with their seeds. For a claim of
+    :meth:`Ledger.compare` the margin column shows the effect and its interval instead, e.g.
+    ``effect +0.032 [0.011, 0.053] (paired t, 95%)``.
     """
     root = book_root(root)
     blocks: list[str] = []
@@ -449,6 +599,8 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
             cases = f"{r['n_cases']}" + (f" (seeds {', '.join(map(str, r['seeds']))})" if r.get("seeds") else "")
             margin = r["margin"]
             margin_txt = "inf" if abs(margin) >= 1e300 else f"{margin:.3g}"
+            if "effect" in (r.get("extra") or {}):
+                margin_txt = f"effect {format_effect(r, describe=True)}"
             stmt = r["statement"].replace("|", "\\|")
             lines.append(f"| {{prf:ref}}`{r['label']}` | {stmt} | {r['kind']} | {r['verdict']} | "
                          f"{margin_txt} | {cases} |")

@@ -6,6 +6,12 @@ Profiles (DESIGN.md "Profiles and devices")
   batch 256, Adam 2e-3, 200 steps, kNN evaluated every 50 steps; BatchNorm statistics re-estimated on
   clean images before evaluation; Barlow Twins with ``lambda = 0.1`` (5e-3 stays near chance at this
   scale, DESIGN.md). About ten seconds a run on two CPU cores.
+* ``book``: the runs the experiment chapters analyse, trained once and committed
+  (:mod:`cssl.runcache`): the quick profile's data and model, but 800 steps at a **constant** learning
+  rate (so the run's evaluation at step ``s`` is exactly the final evaluation of a run of length ``s``,
+  and one run gives the accuracy at every training length), kNN every 100 steps, the blur's sigma
+  scaled with the image (``image_size / 32``, the authors' one pixel in 32), five seeds, SimCLR and
+  Barlow Twins. About 45 s a run on one CPU thread.
 * ``paper``: the authors' recipe (``paper/notes.md`` Sec. 8.5): ResNet-18 with the CIFAR stem on
   CIFAR-10/100, batch 512, SGD momentum 0.9, weight decay 5e-4, cosine schedule; lr SimCLR 0.06,
   MoCo 0.08, SimSiam 0.05, Barlow Twins 0.11 (``lambda = 5e-3``); MoCo with split BatchNorm (8);
@@ -79,9 +85,17 @@ PROFILES: dict[str, Profile] = {
         "quick", "CPU scale: SmallCNN w16, 16x16 colour textures (or digits), batch 256, Adam 2e-3, 200 steps",
         base=dict(dataset="textures", backbone="smallcnn", width=16, steps=200, epochs=None, batch_size=256,
                   optimizer="adam", lr=2e-3, weight_decay=0.0, cosine=True, eval_every=50, knn_k=200, knn_t=0.1,
-                  recalibrate_bn=True, image_size=16),
+                  recalibrate_bn=True, image_size=16, blur_sigma=1.0),
         per_method={"barlow_twins": dict(bt_lambda=0.1), "moco": dict(split_bn=8)},
         datasets=("textures", "digits"), default_methods=("simclr",), default_seeds=(0, 1, 2)),
+    "book": Profile(
+        "book", "CPU, committed to results/book: SmallCNN w16, 16x16 textures, batch 256, Adam 2e-3 at a constant "
+        "rate, 800 steps, kNN every 100 steps, five seeds",
+        base=dict(dataset="textures", backbone="smallcnn", width=16, steps=800, epochs=None, batch_size=256,
+                  optimizer="adam", lr=2e-3, weight_decay=0.0, cosine=False, eval_every=100, knn_k=200, knn_t=0.1,
+                  recalibrate_bn=True, image_size=16, blur_sigma=None),
+        per_method={"barlow_twins": dict(bt_lambda=0.1), "moco": dict(split_bn=8)},
+        datasets=("textures",), default_methods=("simclr", "barlow_twins"), default_seeds=(0, 1, 2, 3, 4)),
     "paper": Profile(
         "paper", "authors' recipe: ResNet-18 (CIFAR stem), CIFAR-10/100, batch 512, SGD + cosine, 800/200 epochs",
         base=dict(dataset="cifar10", backbone="resnet18", width=64, steps=None, epochs=800, batch_size=512,

@@ -32,11 +32,13 @@ from .augment import Augmentation
 from .concentration import SigmaEstimate, estimate_sigma, standardize_views
 from .experiments import EXPERIMENTS, Cell, profile_config, summarise
 from .metrics import alignment, delta_mu, max_centre_inner_product, nearest_centre_error, r_eps
-from .train import Dataset, _to_float, extract_features, load_dataset, train
+from .train import (Dataset, TrainConfig, _build, _to_float, evaluate, extract_features, input_normaliser,
+                    load_dataset, train, training_augmentation)
 from .worlds import World
 
 __all__ = ["cell_augmentation", "grid_cells", "eval_subset", "EVAL_SEED", "encoder_world", "encoder_factors",
-           "run_grid", "grid_concentration", "aggregate", "rank_correlation"]
+           "run_grid", "grid_concentration", "aggregate", "rank_correlation", "untrained_accuracy",
+           "raw_pixel_accuracy", "seed_matrix", "input_map"]
 
 _AUG_FIELDS = ("letters", "strength", "cj_prob")
 
@@ -64,14 +66,14 @@ def grid_cells(experiment_or_cells) -> tuple[Cell, ...]:
     return tuple(cells)
 
 
-def cell_augmentation(cell: Cell | Mapping) -> Augmentation:
-    """The augmentation ``A`` a cell trains with: :class:`~cssl.augment.Augmentation` built from the cell's
-    ``letters``, ``strength`` and ``cj_prob`` overrides (the paper's defaults otherwise: strength 0.5,
-    ``cj_prob`` 0.8), exactly as :func:`cssl.train.train` builds it."""
+def cell_augmentation(cell: Cell | Mapping, profile: str = "quick") -> Augmentation:
+    """The augmentation ``A`` a cell trains with under ``profile``: :class:`~cssl.augment.Augmentation`
+    built from the cell's ``letters``, ``strength`` and ``cj_prob`` overrides (the paper's defaults
+    otherwise: strength 0.5, ``cj_prob`` 0.8) and the profile's blur, exactly as :func:`cssl.train.train`
+    builds it (:func:`cssl.train.training_augmentation`)."""
     overrides = cell.overrides if isinstance(cell, Cell) else dict(cell)
-    defaults = profile_config("quick", "simclr")
-    kw = {f: overrides.get(f, getattr(defaults, f)) for f in _AUG_FIELDS}
-    return Augmentation(kw["letters"], strength=kw["strength"], cj_prob=kw["cj_prob"])
+    cfg = profile_config(profile, "simclr", **{f: overrides[f] for f in _AUG_FIELDS if f in overrides})
+    return training_augmentation(cfg, cfg.image_size)
 
 
 @torch.no_grad()
@@ -142,44 +144,129 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
     ``n_views`` views drawn from **the cell's own augmentation** form the feature world of
     :func:`encoder_world`, on which :func:`encoder_factors` is computed at ``eps``.
 
+    Under the ``book`` profile the runs come from the committed cache (:func:`cssl.runcache.obtain`:
+    a current cached run is loaded, a missing or stale one is trained now, on the CPU with one thread,
+    exactly as the cache would hold it); its runs are fixed, so ``overrides`` must be empty.
+
     Returns one dict per run: ``method``, ``cell``, ``seed``, ``knn`` (kNN top-1, k = 200, t = 0.1, the
-    paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds),
-    and with ``keep_worlds`` also ``world``: the :class:`cssl.worlds.World` the factors were computed on
+    paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds
+    to train or load), ``cached`` (read from the cache), ``history`` (``step``, ``loss``, ``knn_top1``,
+    ``nearest_centre_acc`` at every evaluation), and with ``keep_worlds`` also ``world``: the :class:`cssl.worlds.World` the factors were computed on
     (for further measures on the very same features, e.g. :mod:`cssl.peers`).
     ``data`` is loaded once from the first config when not given; all runs share it.
     """
+    from . import runcache
+
     cells = grid_cells(experiment_or_cells)
     check_int(eval_images, "eval_images", low=2)
     eps = check_real(eps, "eps", low=0)
     if not methods or not seeds:
         raise ValueError("methods and seeds must be non-empty")
+    cached = profile == "book"
+    if cached and overrides:
+        raise ValueError(f"the book profile's runs are fixed (they are the committed cache); drop {sorted(overrides)}")
+    experiment = experiment_or_cells if isinstance(experiment_or_cells, str) else "custom"
     records = []
     for method in methods:
         for cell in cells:
             for seed in seeds:
-                cfg = profile_config(profile, method, **{**overrides, **cell.overrides}, seed=int(seed), out_dir=None)
+                device = {"device": "cpu"} if cached else {}
+                cfg = profile_config(profile, method, **{**overrides, **cell.overrides}, seed=int(seed), out_dir=None,
+                                     **device)
                 if data is None:
                     data = load_dataset(cfg)
                 t0 = time.perf_counter()
-                res = train(cfg, progress=progress, data=data)
+                if cached:
+                    run = runcache.obtain(experiment, cell.label, cfg, data=data)
+                    encoder, history, final, from_cache = run.encoder, run.history, run.final, run.cached
+                else:
+                    res = train(cfg, progress=progress, data=data)
+                    encoder, history, final, from_cache = res["method"].encoder, res["history"], res["final"], False
                 train_s = time.perf_counter() - t0
                 xe, ye = eval_subset(data, eval_images)
-                world = encoder_world(res["method"].encoder, xe, ye, cell_augmentation(cell), n_views,
-                                      input_transform=res["input_transform"], num_classes=data.num_classes,
+                world = encoder_world(encoder, xe, ye, cell_augmentation(cell, profile), n_views,
+                                      input_transform=input_map(data), num_classes=data.num_classes,
                                       generator=torch.Generator().manual_seed(10_000 + int(seed)))
                 records.append({"method": method, "cell": cell.label, "seed": int(seed),
-                                "knn": res["final"]["knn_top1"], "nearest_centre": res["final"]["nearest_centre_acc"],
-                                **encoder_factors(world, eps), "train_s": train_s,
+                                "knn": final["knn_top1"], "nearest_centre": final["nearest_centre_acc"],
+                                **encoder_factors(world, eps), "train_s": train_s, "cached": from_cache,
+                                "history": [{k: h[k] for k in ("step", "loss", "knn_top1", "nearest_centre_acc")}
+                                            for h in history],
                                 **({"world": world} if keep_worlds else {})})
     return records
 
 
+def input_map(data: Dataset) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Raw images -> encoder input, as in training (:func:`cssl.train.input_normaliser` of the training set)."""
+    normalise = input_normaliser(data.x_train)
+    return lambda x: normalise(_to_float(x))
+
+
+def untrained_accuracy(config: TrainConfig, data: Dataset) -> dict:
+    """kNN and nearest-centre accuracy of the **untrained** encoder of ``config`` (its seed's initialisation).
+
+    The baseline every trained accuracy is read against: the same architecture, initialised exactly as
+    :func:`cssl.train.train` initialises it for ``config.seed``, evaluated by the same protocol
+    (:func:`cssl.train.evaluate`: BatchNorm statistics re-estimated on clean training images when the
+    config asks for it, kNN with ``k = config.knn_k``, ``t = config.knn_t``). Returns
+    ``{"knn_top1", "nearest_centre_acc"}``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    encoder = _build(config, data.x_train.shape[1]).encoder.to(memory_format=torch.channels_last)
+    return evaluate(encoder, data, transform=input_map(data), k=config.knn_k, temperature=config.knn_t,
+                    recalibrate_bn=config.recalibrate_bn, batch_size=config.eval_batch_size)
+
+
+def raw_pixel_accuracy(data: Dataset, *, k: int = 200, temperature: float = 0.1) -> float:
+    """kNN accuracy (``k``, ``t`` as the paper's monitor) on **raw pixels**, standardised per coordinate.
+
+    Each image is flattened, each pixel coordinate standardised with the training mean and standard
+    deviation (floored at 1e-3), and the cosine kNN of :func:`cssl.metrics.knn_accuracy` applied: the
+    accuracy that needs no encoder at all.
+    """
+    from .metrics import knn_accuracy
+
+    xtr, xte = _to_float(data.x_train).flatten(1), _to_float(data.x_test).flatten(1)
+    mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-3)
+    ftr, fte = F.normalize((xtr - mean) / std, dim=1), F.normalize((xte - mean) / std, dim=1)
+    return knn_accuracy(ftr, data.y_train, fte, data.y_test, num_classes=data.num_classes,
+                        k=min(check_int(k, "k", low=1), xtr.shape[0]), temperature=temperature)
+
+
+def seed_matrix(records: Sequence[Mapping], key: str, method: str, cells: Sequence[str],
+                seeds: Sequence[int], *, step: int | None = None) -> np.ndarray:
+    """``records[key]`` as a ``(len(cells), len(seeds))`` array for one method, rows in ``cells`` order.
+
+    With ``step``, the value of ``key`` (e.g. ``"knn_top1"``) in the run's ``history`` entry at that
+    training step. The layout :meth:`cssl.claims.Ledger.compare` pairs by seed; a missing run or step is
+    an error naming it.
+    """
+    def value(r):
+        if step is None:
+            return r[key]
+        for h in r["history"]:
+            if h["step"] == step:
+                return h[key]
+        raise KeyError(f"run {r['method']} {r['cell']} seed {r['seed']} has no evaluation at step {step}")
+
+    index = {(r["method"], r["cell"], r["seed"]): value(r) for r in records}
+    out = np.empty((len(cells), len(seeds)))
+    for i, c in enumerate(cells):
+        for j, s in enumerate(seeds):
+            if (method, c, s) not in index:
+                raise KeyError(f"no run for method {method!r}, cell {c!r}, seed {s} among the records")
+            out[i, j] = index[method, c, s]
+    return out
+
+
 def grid_concentration(experiment_or_cells, images, labels, deltas, *, n_views: int = 8, seed: int = 0,
-                       standardize: bool = True, method: str = "greedy") -> dict[str, SigmaEstimate]:
+                       standardize: bool = True, method: str = "greedy",
+                       profile: str = "quick") -> dict[str, SigmaEstimate]:
     """``hat sigma(delta)`` (Definition 1) of each cell's augmentation on the same images, at every delta.
 
     For each cell, :func:`cssl.concentration.estimate_sigma` with ``n_views`` views of the cell's
-    augmentation (:func:`cell_augmentation`, same generator seed for every cell), within-class augmented
+    augmentation under ``profile`` (:func:`cell_augmentation`, same generator seed for every cell), within-class augmented
     distances, greedy cliques (``method``) and ``sigma = min_k sigma_k``. With ``standardize`` each view
     is contrast-normalised first (:func:`cssl.concentration.standardize_views`): raw pixel distances make
     brightness/contrast jitter look like concentration of every class toward flat images (DESIGN).
@@ -189,7 +276,7 @@ def grid_concentration(experiment_or_cells, images, labels, deltas, *, n_views: 
     x = _to_float(as_tensor(images, "images", dtype=None, ndim=4))
     out = {}
     for cell in cells:
-        out[cell.label] = estimate_sigma(x, cell_augmentation(cell), n_views, deltas, labels=labels,
+        out[cell.label] = estimate_sigma(x, cell_augmentation(cell, profile), n_views, deltas, labels=labels,
                                          generator=torch.Generator().manual_seed(seed), method=method,
                                          view_transform=standardize_views if standardize else None)
     return out

@@ -57,7 +57,7 @@ from .models import Method, build_backbone, build_method
 __all__ = [
     "TrainConfig", "Dataset", "load_dataset", "resolve_device", "train", "evaluate", "extract_features",
     "recalibrate_batchnorm", "nearest_centre_accuracy", "provenance", "fit_on_world", "WORLD_LOSSES",
-    "input_normaliser", "use_threads",
+    "input_normaliser", "use_threads", "blur_sigma", "training_augmentation",
 ]
 
 DATASETS = ("textures", "digits", "cifar10", "cifar100")
@@ -82,6 +82,7 @@ class TrainConfig:
     letters: str = "abcde"
     strength: float = 0.5
     cj_prob: float = 0.8
+    blur_sigma: float | None = None
     backbone: str = "smallcnn"
     width: int | None = None
     steps: int | None = 200
@@ -129,6 +130,8 @@ class TrainConfig:
                              f"d colour distortion, e flip), got {self.letters!r}")
         check_real(self.strength, "strength", low=0, low_open=True, high=2.5)
         check_real(self.cj_prob, "cj_prob", low=0, high=1)
+        if self.blur_sigma is not None:
+            check_real(self.blur_sigma, "blur_sigma", low=0, low_open=True)
         if self.backbone not in ("smallcnn", "resnet18"):
             raise ValueError(f"backbone must be 'smallcnn' or 'resnet18', got {self.backbone!r}")
         if self.width is not None:
@@ -290,6 +293,26 @@ def use_threads(default: int) -> int:
         n = default
     torch.set_num_threads(n)
     return n
+
+
+def blur_sigma(config: TrainConfig, image_side: int) -> float:
+    """The blur's standard deviation in pixels: ``config.blur_sigma``, or ``image_side / 32`` when ``None``.
+
+    The authors' blur is PIL's ``GaussianBlur(radius=1)`` on 32x32 CIFAR images (their lightly 1.0.8
+    collate function, see :mod:`cssl.augment`), i.e. one pixel in 32; ``None`` keeps that ratio at any
+    image size (0.5 px at 16x16). The ``quick`` profile keeps the fixed 1 px of the earlier chapters.
+    """
+    if config.blur_sigma is not None:
+        return float(config.blur_sigma)
+    return check_int(image_side, "image_side", low=1) / 32
+
+
+def training_augmentation(config: TrainConfig, image_side: int):
+    """The :class:`~cssl.augment.Augmentation` a run of ``config`` trains with, on images of side ``image_side``."""
+    from .augment import Augmentation
+
+    return Augmentation(config.letters, strength=config.strength, cj_prob=config.cj_prob,
+                        blur_sigma=blur_sigma(config, image_side))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -482,8 +505,6 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     DistributedDataParallel (SyncBatchNorm on CUDA, except MoCo) and rank 0 evaluates and writes the
     files; ``out_dir`` must then be on a filesystem every rank reads (each rank resumes from it).
     """
-    from .augment import Augmentation
-
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     t_start = time.perf_counter()
@@ -518,7 +539,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     def prepare_raw(x: torch.Tensor) -> torch.Tensor:  # raw uint8/float images -> encoder input
         return prepare(_to_float(x))
 
-    aug = Augmentation(config.letters, strength=config.strength, cj_prob=config.cj_prob)
+    aug = training_augmentation(config, data.x_train.shape[-1])
 
     # ---- model, optimizer, schedule
     method = _build(config, data.x_train.shape[1]).to(device).to(memory_format=torch.channels_last)

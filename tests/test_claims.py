@@ -1,6 +1,7 @@
 """The claims mechanism: true claims are recorded, false ones fail loudly, bad input is refused."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,148 @@ def test_check_pattern_refuses_bad_input(ledger, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ledger.check_pattern("obs-x", [1.0, 2.0], args["rel"], 0.0, args["pattern"], statement="s", name="n",
                              seeds=[0], cases=args["cases"])
+
+
+def _paired_t(higher, lower, confidence=0.95):
+    """The paired Student-t interval computed independently of cssl.claims (numpy + scipy.stats.t)."""
+    from scipy import stats
+
+    d = np.asarray(higher, dtype=float) - np.asarray(lower, dtype=float)
+    n, mean, sd = d.size, d.mean(), d.std(ddof=1)
+    half = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n)
+    return mean, mean - half, mean + half, sd
+
+
+class TestCompare:
+    """Ledger.compare computes an experiment's verdict from per-seed values; the caller never passes it."""
+
+    SEEDS = [0, 1, 2, 3, 4]
+    LOWER = [0.60, 0.62, 0.58, 0.61, 0.59]
+    DIFF = [0.030, 0.045, 0.020, 0.040, 0.025]  # mean 0.032, clearly above 0 over 5 seeds
+
+    def higher(self, shift=0.0):
+        return [lo + d + shift for lo, d in zip(self.LOWER, self.DIFF)]
+
+    def test_clear_positive_effect_reproduces_with_the_t_interval(self, ledger):
+        c = ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="abcde beats abcd",
+                           name="knn")
+        mean, lo, hi, sd = _paired_t(self.higher(), self.LOWER)
+        assert c.verdict == "reproduces" and lo > 0
+        assert c.relation == ">" and c.kind == "empirical" and c.seeds == self.SEEDS and c.n_cases == 5
+        assert c.lhs == pytest.approx(self.higher()) and c.rhs == pytest.approx(self.LOWER)
+        assert c.margin == c.extra["ci_low"] == pytest.approx(lo)
+        assert c.extra["effect"] == pytest.approx(mean) and c.extra["ci_high"] == pytest.approx(hi)
+        assert c.extra["sd"] == pytest.approx(sd)
+        assert c.extra["confidence"] == 0.95 and c.extra["interval"] == "paired t" and c.extra["n"] == 5
+        record = json.loads((ledger.root / "_build/claims/01_x.json").read_text())["claims"][0]
+        assert record["verdict"] == "reproduces" and record["extra"]["ci_low"] == pytest.approx(lo)
+
+    def test_confidence_level_changes_the_interval(self, ledger):
+        c = ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="n",
+                           confidence=0.99)
+        _, lo, hi, _ = _paired_t(self.higher(), self.LOWER, 0.99)
+        assert (c.extra["ci_low"], c.extra["ci_high"]) == pytest.approx((lo, hi))
+
+    def test_clear_negative_effect_is_reversed_and_recorded_not_raised(self, ledger):
+        c = ledger.compare("obs-rich", self.LOWER, self.higher(), seeds=self.SEEDS, statement="s", name="n")
+        assert c.verdict == "reversed" and c.extra["ci_high"] < 0 and c.margin < 0
+        assert ledger.claims == [c]
+
+    def test_noisy_zero_mean_effect_is_inconclusive(self, ledger):
+        noise = [0.05, -0.04, 0.03, -0.06, 0.02]  # mean 0
+        c = ledger.compare("obs-rich", [lo + e for lo, e in zip(self.LOWER, noise)], self.LOWER,
+                           seeds=self.SEEDS, statement="s", name="n")
+        assert c.verdict == "inconclusive" and c.extra["ci_low"] < 0 < c.extra["ci_high"]
+        assert c.verdict != "holds"
+
+    def test_the_verdict_follows_the_numbers(self, ledger):
+        # the same seeds shifted down until the interval's lower end crosses 0: reproduces -> inconclusive
+        _, lo, _, _ = _paired_t(self.higher(), self.LOWER)
+        first = ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="as run")
+        shifted = ledger.compare("obs-rich", self.higher(-lo - 0.001), self.LOWER, seeds=self.SEEDS, statement="s",
+                                 name="shifted")
+        assert first.verdict == "reproduces" and shifted.verdict == "inconclusive"
+        assert shifted.margin == pytest.approx(-0.001)
+
+    def test_identical_differences_give_an_interval_of_width_zero(self, ledger):
+        c = ledger.compare("obs-rich", [2.0] * 5, [1.0] * 5, seeds=self.SEEDS, statement="s", name="n")
+        assert c.extra["ci_low"] == c.extra["ci_high"] == c.extra["effect"] == 1.0
+        assert c.extra["sd"] == 0.0 and c.verdict == "reproduces"
+        tie = ledger.compare("obs-rich", [1.0] * 5, [1.0] * 5, seeds=self.SEEDS, statement="s", name="tie")
+        assert tie.verdict == "inconclusive" and tie.margin == 0.0
+
+    @pytest.mark.parametrize("kwargs, match", [
+        (dict(higher=[1.0] * 4, lower=[0.0] * 4, seeds=[0, 1, 2, 3]), "give at least 5 seeds"),
+        (dict(higher=[1.0, np.nan, 1, 1, 1]), r"obs-rich.*NaN"),
+        (dict(lower=[0.0, 0, 0, np.inf, 0]), r"obs-rich.*not finite"),
+        (dict(higher=[1.0] * 6), "one value per seed"),
+        (dict(seeds=[0, 1, 2, 3]), "one value per seed"),
+        (dict(seeds=[0, 1, 2, 3, 3]), "distinct"),
+        (dict(seeds=[0, 1, 2, 3, 4.5]), "integers"),
+        (dict(label="has space"), "not a valid"),
+        (dict(statement=" "), "statement"),
+        (dict(kind="numeric"), "unknown kind"),
+        (dict(confidence=1.0), "confidence"),
+    ])
+    def test_bad_input_is_refused(self, ledger, kwargs, match):
+        args = dict(label="obs-rich", higher=[1.0, 1.1, 0.9, 1.2, 1.0], lower=[0.0] * 5, seeds=self.SEEDS,
+                    statement="s", name="n") | kwargs
+        with pytest.raises(ValueError, match=match):
+            ledger.compare(args.pop("label"), args.pop("higher"), args.pop("lower"), **args)
+        assert ledger.claims == []
+
+    def test_duplicate_name_is_refused(self, ledger):
+        ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="knn")
+        with pytest.raises(ValueError, match="already checked"):
+            ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="knn")
+        with pytest.raises(ValueError, match="already checked"):
+            ledger.check("obs-rich", 1, ">", 0, statement="s", kind="exact", name="knn")
+
+    @pytest.mark.parametrize("verdict", claims.COMPUTED_VERDICTS)
+    def test_check_cannot_be_given_a_computed_verdict(self, ledger, verdict):
+        assert verdict in claims.VERDICTS
+        with pytest.raises(ValueError, match="computed"):
+            ledger.check("t", 1, "<=", 2, statement="s", kind="exact", verdict=verdict)
+
+    def test_format_effect_and_the_ledger_show_the_interval(self, ledger):
+        c = ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="knn")
+        mean, lo, hi, _ = _paired_t(self.higher(), self.LOWER)
+        assert claims.format_effect(c) == f"{mean:+.3f} [{lo:.3f}, {hi:.3f}]" == "+0.032 [0.019, 0.045]"
+        assert claims.format_effect(c, scale=100) == "+3.2 [1.9, 4.5]"
+        assert claims.format_effect(c, scale=100, decimals=2, describe=True) == "+3.20 [1.91, 4.49] (paired t, 95%)"
+        rev = ledger.compare("obs-rich", self.LOWER, self.higher(), seeds=self.SEEDS, statement="s", name="rev")
+        assert claims.format_effect(rev) == "-0.032 [-0.045, -0.019]"
+        assert "effect +0.032 [0.019, 0.045]" in repr(c)
+        ledger.check("thm-1", 0, "<=", 1, statement="plain", kind="exact")
+        with pytest.raises(ValueError, match="compare"):
+            claims.format_effect(ledger.claims[-1])
+        md = claims.ledger_markdown([json.loads(json.dumps(x.__dict__)) for x in ledger.claims])
+        assert "| reproduces | effect +0.032 [0.019, 0.045] (paired t, 95%) | 5 (seeds 0, 1, 2, 3, 4) |" in md
+        assert "| reversed | effect -0.032 [-0.045, -0.019] (paired t, 95%) |" in md
+        assert "| holds | 1 |" in md
+
+    def test_verdict_table_shows_computed_verdicts_and_no_floats(self, ledger):
+        ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="knn")
+        ledger.compare("obs-rich", self.LOWER, self.higher(), seeds=self.SEEDS, statement="s", name="rev")
+        text = "\n".join(ledger.verdict_lines())
+        assert "reproduces" in text and "reversed" in text
+        assert not re.search(r"\d\.\d", text)
+
+
+def test_paired_effect_is_the_computation_behind_compare():
+    from scipy import stats
+
+    h = np.array([0.80, 0.82, 0.79, 0.85, 0.81])
+    l_ = np.array([0.75, 0.80, 0.78, 0.80, 0.79])
+    d = h - l_
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    effect, low, high, sd, verdict = claims.paired_effect(h, l_)
+    assert effect == pytest.approx(d.mean()) and sd == pytest.approx(d.std(ddof=1))
+    assert (low, high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    assert verdict == "reproduces" and claims.paired_effect(l_, h)[4] == "reversed"
+    # the verdict comes from the numbers: a tighter claim (a shift of the lower side by the effect) is inconclusive
+    assert claims.paired_effect(h, l_ + d.mean())[4] == "inconclusive"
+    with pytest.raises(ValueError, match="equal length"):
+        claims.paired_effect([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        claims.paired_effect([1.0, np.nan], [1.0, 2.0])

@@ -111,3 +111,55 @@ def test_grid_concentration_sigma_monotone_and_uint8_ok():
     for e in est.values():
         s = e.sigma.tolist()
         assert s == sorted(s) and s[-1] == 1.0 and s[0] == pytest.approx(1 / 10)
+
+
+def test_cell_augmentation_follows_the_profile_blur():
+    # quick keeps the earlier chapters' 1 px blur; book scales it with the 16 px image (16 / 32 = 0.5 px)
+    assert study.cell_augmentation({"letters": "ab"}).blur_sigma == 1.0
+    assert study.cell_augmentation({"letters": "ab"}, "book").blur_sigma == 0.5
+
+
+def test_baselines_untrained_encoder_and_raw_pixels():
+    from cssl.experiments import profile_config
+    from cssl.metrics import knn_accuracy
+    from cssl.train import Dataset, _build
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 3
+    x = (torch.rand(120, 3, 8, 8, generator=g) * 0.2 + y.view(-1, 1, 1, 1) * 0.4).clamp(0, 1)
+    data = Dataset(x[:90], y[:90], x[90:], y[90:], 3)
+    cfg = profile_config("book", "simclr", seed=3, device="cpu", width=4, image_size=8)
+    out = study.untrained_accuracy(cfg, data)
+    assert set(out) == {"knn_top1", "nearest_centre_acc"} and out == study.untrained_accuracy(cfg, data)
+    # the same initialisation as training: the backbone of seed 3 under both methods is the same network
+    a = _build(cfg, 3).encoder.state_dict()
+    b = _build(profile_config("book", "barlow_twins", seed=3, device="cpu", width=4), 3).encoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # raw pixels: brute force with the same standardisation
+    raw = study.raw_pixel_accuracy(data, k=10)
+    xtr, xte = x[:90].flatten(1), x[90:].flatten(1)
+    mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-3)
+    f = lambda z: torch.nn.functional.normalize((z - mean) / std, dim=1)  # noqa: E731
+    assert raw == knn_accuracy(f(xtr), y[:90], f(xte), y[90:], num_classes=3, k=10, temperature=0.1)
+    assert raw > 0.9  # far above chance (1/3): the classes differ in brightness by 0.4 against noise 0.2
+    with pytest.raises(TypeError, match="TrainConfig"):
+        study.untrained_accuracy({"seed": 0}, data)
+
+
+def test_seed_matrix_pairs_runs_by_seed_and_reads_histories():
+    recs = [{"method": "simclr", "cell": c, "seed": s, "knn": 10 * i + s,
+             "history": [{"step": 100, "knn_top1": i + s / 10}, {"step": 200, "knn_top1": 0.0}]}
+            for i, c in enumerate(["ab", "a"]) for s in (2, 0, 1)]
+    m = study.seed_matrix(recs, "knn", "simclr", ["a", "ab"], [0, 1, 2])
+    assert m.tolist() == [[10, 11, 12], [0, 1, 2]]
+    h = study.seed_matrix(recs, "knn_top1", "simclr", ["ab"], [0, 2], step=100)
+    assert h.tolist() == [[0.0, 0.2]]
+    with pytest.raises(KeyError, match="seed 5"):
+        study.seed_matrix(recs, "knn", "simclr", ["a"], [5])
+    with pytest.raises(KeyError, match="step 300"):
+        study.seed_matrix(recs, "knn_top1", "simclr", ["a"], [0], step=300)
+
+
+def test_run_grid_book_profile_takes_no_overrides():
+    with pytest.raises(ValueError, match="book profile's runs are fixed"):
+        study.run_grid("table1", profile="book", steps=10)
