@@ -617,6 +617,17 @@ class SigmaEstimate:
     distances: tuple
     proven_optimal: tuple
     n_views: int
+    members: tuple = ()  # members[k]: indices (within the input) of the images of class k
+
+    def at(self, deltas, *, method: str = "greedy", n_starts: int = 8) -> "SigmaEstimate":
+        """The estimate at other ``deltas`` from the same sampled views: the clique search of
+        :func:`estimate_sigma` re-run on the stored distances ``hat d_A`` (no new views, no new distances).
+        ``estimate_sigma(..., deltas=D).at(D2)`` equals ``estimate_sigma(..., deltas=D2)`` with the same
+        generator."""
+        if not self.members:
+            raise ValueError("this estimate does not record its class members; recompute it with estimate_sigma")
+        return _sigma_from_distances(self.distances, self.members, _check_deltas(deltas), _check_method(method),
+                                     check_int(n_starts, "n_starts", low=1), self.n_views)
 
     def pair_distances(self) -> torch.Tensor:
         """``hat d_A(x_i, x_j)`` of every pair ``i < j`` of distinct images of the same class, pooled over the
@@ -691,6 +702,14 @@ def estimate_sigma(images, augment: Callable, n_views: int, deltas, *, labels=No
                              f"got shape {tuple(views.shape)}")
     members = [torch.nonzero(y == k).flatten() for k in range(num_classes)]
     class_d = [augmented_distance(views[m], precision=precision, block_size=block_size) for m in members]
+    return _sigma_from_distances(tuple(class_d), tuple(members), d, method, n_starts,
+                                 check_int(n_views, "n_views", low=0))
+
+
+def _sigma_from_distances(class_d: tuple, members: tuple, d: torch.Tensor, method: str, n_starts: int,
+                          n_views: int) -> "SigmaEstimate":
+    """Main parts (cliques of ``hat d_A <= delta``) of every class at every delta, from the class distances."""
+    num_classes = len(class_d)
     sigma_pc = torch.empty(d.shape[0], num_classes, dtype=torch.float64)
     parts: list = [None] * d.shape[0]
     proven: list = [None] * d.shape[0]
@@ -706,4 +725,4 @@ def estimate_sigma(images, augment: Callable, n_views: int, deltas, *, labels=No
             sigma_pc[i, k] = result.indices.numel() / adjacency.shape[0]
         parts[i], proven[i] = tuple(idx_i), tuple(proven_i)
     return SigmaEstimate(d, sigma_pc.min(dim=1).values, sigma_pc, tuple(parts), tuple(class_d), tuple(proven),
-                         check_int(n_views, "n_views", low=0))
+                         n_views, members)

@@ -151,7 +151,8 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
     Returns one dict per run: ``method``, ``cell``, ``seed``, ``knn`` (kNN top-1, k = 200, t = 0.1, the
     paper's protocol), ``nearest_centre`` (accuracy of ``G_f``), the factors, ``train_s`` (wall seconds
     to train or load), ``cached`` (read from the cache), ``history`` (``step``, ``loss``, ``knn_top1``,
-    ``nearest_centre_acc`` at every evaluation), and with ``keep_worlds`` also ``world``: the :class:`cssl.worlds.World` the factors were computed on
+    ``nearest_centre_acc`` at every evaluation), and with ``keep_worlds`` also ``world``: the
+    :class:`cssl.worlds.World` the factors were computed on
     (for further measures on the very same features, e.g. :mod:`cssl.peers`).
     ``data`` is loaded once from the first config when not given; all runs share it.
     """
@@ -166,7 +167,7 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
     if cached and overrides:
         raise ValueError(f"the book profile's runs are fixed (they are the committed cache); drop {sorted(overrides)}")
     experiment = experiment_or_cells if isinstance(experiment_or_cells, str) else "custom"
-    records = []
+    records, transform = [], None
     for method in methods:
         for cell in cells:
             for seed in seeds:
@@ -184,8 +185,9 @@ def run_grid(experiment_or_cells, *, methods: Sequence[str] = ("simclr",), seeds
                     encoder, history, final, from_cache = res["method"].encoder, res["history"], res["final"], False
                 train_s = time.perf_counter() - t0
                 xe, ye = eval_subset(data, eval_images)
+                transform = transform or input_map(data)
                 world = encoder_world(encoder, xe, ye, cell_augmentation(cell, profile), n_views,
-                                      input_transform=input_map(data), num_classes=data.num_classes,
+                                      input_transform=transform, num_classes=data.num_classes,
                                       generator=torch.Generator().manual_seed(10_000 + int(seed)))
                 records.append({"method": method, "cell": cell.label, "seed": int(seed),
                                 "knn": final["knn_top1"], "nearest_centre": final["nearest_centre_acc"],
@@ -266,10 +268,11 @@ def grid_concentration(experiment_or_cells, images, labels, deltas, *, n_views: 
     """``hat sigma(delta)`` (Definition 1) of each cell's augmentation on the same images, at every delta.
 
     For each cell, :func:`cssl.concentration.estimate_sigma` with ``n_views`` views of the cell's
-    augmentation under ``profile`` (:func:`cell_augmentation`, same generator seed for every cell), within-class augmented
+    augmentation under ``profile`` (:func:`cell_augmentation`, same generator seed for every cell),
+    within-class augmented
     distances, greedy cliques (``method``) and ``sigma = min_k sigma_k``. With ``standardize`` each view
     is contrast-normalised first (:func:`cssl.concentration.standardize_views`): raw pixel distances make
-    brightness/contrast jitter look like concentration of every class toward flat images (DESIGN).
+    brightness/contrast jitter look like concentration of every class toward flat images (Chapter 8).
     Returns ``{cell label: SigmaEstimate}``.
     """
     cells = grid_cells(experiment_or_cells)

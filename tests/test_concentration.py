@@ -299,3 +299,22 @@ def test_pair_distances_pool_each_same_class_pair_once():
     expected = [float(est.distances[k][i, j]) for k in range(2) for i in range(len(est.distances[k]))
                 for j in range(i + 1, len(est.distances[k]))]
     assert pairs.tolist() == expected
+
+
+def test_sigma_estimate_at_other_deltas_reuses_the_views():
+    from cssl.augment import Augmentation
+    from cssl.concentration import estimate_sigma
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 8, 8, generator=g)
+    y = torch.arange(40) % 2
+    aug = Augmentation("ad")
+    first = estimate_sigma(x, aug, 3, [0.0], labels=y, generator=torch.Generator().manual_seed(5))
+    pooled = first.pair_distances()
+    deltas = [float(torch.quantile(pooled, q)) for q in (0.2, 0.6)]
+    direct = estimate_sigma(x, aug, 3, deltas, labels=y, generator=torch.Generator().manual_seed(5))
+    again = first.at(deltas)
+    assert torch.equal(again.sigma, direct.sigma) and torch.equal(again.sigma_per_class, direct.sigma_per_class)
+    assert all(torch.equal(a, b) for pa, pb in zip(again.main_parts, direct.main_parts) for a, b in zip(pa, pb))
+    with pytest.raises(ValueError, match="delta"):
+        first.at([-1.0])
