@@ -16,6 +16,8 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 #: (report name, heading, command that writes it)
 REPORTS = (
     ("chapters", "Chapters: time and peak memory", "python bench/bench_chapters.py"),
+    ("chapters_busy", "Chapters on a busy machine (a training job beside the build)",
+     "python bench/bench_chapters.py --busy"),
     ("ci", "CI: `.ci/run` on a fresh clone", "python bench/bench_ci.py"),
     ("augment", "Batched augmentation against the per-sample reference", "python bench/bench_augment.py"),
     ("sigma", "sigma(delta) estimation against N and T", "python bench/bench_sigma.py"),
