@@ -86,7 +86,10 @@ def test_experiment_grids():
     assert len({c.out_dir for *_, c in t1 + t2 + f3}) == len(t1 + t2 + f3)
     assert set(PAPER_RESULTS["table1"]["cifar10"]["simclr"]) == {c.label for c in EXPERIMENTS["table1"].cells}
     assert set(PAPER_RESULTS["table2"]["cifar100"]["moco"]) == {c.label for c in EXPERIMENTS["table2"].cells}
-    assert set(PROFILES) == {"quick", "paper"}
+    assert set(PROFILES) == {"quick", "book", "paper"}
+    b = experiment_runs("table1", profile="book")
+    assert len(b) == 2 * 5 * 5 and {s for _, _, s, _ in b} == {0, 1, 2, 3, 4}
+    assert all(c.steps == 800 and not c.cosine and c.eval_every == 100 and c.blur_sigma is None for *_, c in b)
 
 
 def test_summarise_uses_population_std():
