@@ -38,7 +38,7 @@ from .worlds import World
 
 __all__ = ["cell_augmentation", "grid_cells", "eval_subset", "EVAL_SEED", "encoder_world", "encoder_factors",
            "run_grid", "grid_concentration", "aggregate", "rank_correlation", "untrained_accuracy",
-           "raw_pixel_accuracy", "seed_matrix", "input_map"]
+           "raw_pixel_accuracy", "seed_matrix", "input_map", "untrained_encoder"]
 
 _AUG_FIELDS = ("letters", "strength", "cj_prob")
 
@@ -204,6 +204,14 @@ def input_map(data: Dataset) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: normalise(_to_float(x))
 
 
+def untrained_encoder(config: TrainConfig, in_channels: int = 3) -> torch.nn.Module:
+    """The encoder of ``config`` at its initialisation: built and seeded exactly as :func:`cssl.train.train`
+    builds it for ``config.seed`` (the same network for every method), in channels_last like training."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    return _build(config, check_int(in_channels, "in_channels", low=1)).encoder.to(memory_format=torch.channels_last)
+
+
 def untrained_accuracy(config: TrainConfig, data: Dataset) -> dict:
     """kNN and nearest-centre accuracy of the **untrained** encoder of ``config`` (its seed's initialisation).
 
@@ -213,9 +221,7 @@ def untrained_accuracy(config: TrainConfig, data: Dataset) -> dict:
     config asks for it, kNN with ``k = config.knn_k``, ``t = config.knn_t``). Returns
     ``{"knn_top1", "nearest_centre_acc"}``.
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    encoder = _build(config, data.x_train.shape[1]).encoder.to(memory_format=torch.channels_last)
+    encoder = untrained_encoder(config, data.x_train.shape[1])
     return evaluate(encoder, data, transform=input_map(data), k=config.knn_k, temperature=config.knn_t,
                     recalibrate_bn=config.recalibrate_bn, batch_size=config.eval_batch_size)
 
