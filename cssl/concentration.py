@@ -52,6 +52,7 @@ __all__ = [
     "standardize_views",
     "SigmaEstimate",
     "estimate_sigma",
+    "sigma_from_distances",
 ]
 
 _PRECISIONS = ("exact", "float64", "float32")
@@ -704,6 +705,25 @@ def estimate_sigma(images, augment: Callable, n_views: int, deltas, *, labels=No
     class_d = [augmented_distance(views[m], precision=precision, block_size=block_size) for m in members]
     return _sigma_from_distances(tuple(class_d), tuple(members), d, method, n_starts,
                                  check_int(n_views, "n_views", low=0))
+
+
+def sigma_from_distances(class_distances, deltas, *, members=None, method: str = "greedy", n_starts: int = 8,
+                         n_views: int = 0) -> "SigmaEstimate":
+    """``hat sigma(delta)`` from given within-class distance matrices: the clique step of :func:`estimate_sigma`.
+
+    ``class_distances[k]`` is the ``(n_k, n_k)`` matrix ``hat d_A`` of class ``k`` (e.g. from
+    :func:`augmented_distance` on views sampled once and reused in several input spaces); ``members[k]``
+    the indices of those images in the caller's input (default ``0..n_k-1``). Same cliques, warm starts
+    and ``sigma = min_k sigma_k`` as :func:`estimate_sigma`.
+    """
+    class_d = tuple(torch.as_tensor(d) for d in class_distances)
+    if not class_d or any(d.ndim != 2 or d.shape[0] != d.shape[1] for d in class_d):
+        raise ValueError("class_distances must be a non-empty sequence of square distance matrices")
+    members = tuple(torch.arange(len(d)) for d in class_d) if members is None else tuple(members)
+    if len(members) != len(class_d):
+        raise ValueError(f"members has {len(members)} entries for {len(class_d)} classes")
+    return _sigma_from_distances(class_d, members, _check_deltas(deltas), _check_method(method),
+                                 check_int(n_starts, "n_starts", low=1), check_int(n_views, "n_views", low=0))
 
 
 def _sigma_from_distances(class_d: tuple, members: tuple, d: torch.Tensor, method: str, n_starts: int,

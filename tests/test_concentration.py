@@ -318,3 +318,19 @@ def test_sigma_estimate_at_other_deltas_reuses_the_views():
     assert all(torch.equal(a, b) for pa, pb in zip(again.main_parts, direct.main_parts) for a, b in zip(pa, pb))
     with pytest.raises(ValueError, match="delta"):
         first.at([-1.0])
+
+
+def test_sigma_from_distances_is_the_clique_step_of_estimate_sigma():
+    from cssl.augment import Augmentation
+    from cssl.concentration import estimate_sigma, sigma_from_distances
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(30, 3, 8, 8, generator=g), torch.arange(30) % 3
+    est = estimate_sigma(x, Augmentation("ad"), 2, [0.5, 2.0, 8.0], labels=y,
+                         generator=torch.Generator().manual_seed(2))
+    again = sigma_from_distances(est.distances, [0.5, 2.0, 8.0], members=est.members)
+    assert torch.equal(again.sigma, est.sigma) and torch.equal(again.sigma_per_class, est.sigma_per_class)
+    with pytest.raises(ValueError, match="square"):
+        sigma_from_distances([torch.zeros(2, 3)], [1.0])
+    with pytest.raises(ValueError, match="members"):
+        sigma_from_distances(est.distances, [1.0], members=est.members[:1])
