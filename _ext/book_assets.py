@@ -1,10 +1,19 @@
-"""Sphinx extension: drop duplicate <script> entries from every page.
+"""Sphinx extension of the book: its stylesheet and script, its launch buttons, and a fix-up.
+
+* ``static/book.css`` and ``static/book.js`` go on every page: code set so that 88 characters fit the text
+  column, outputs and table cells that wrap instead of running off it, display equations shrunk to fit on
+  phones, and print rules under which nothing is cut off (tests/test_site.py checks all of it).
+* The launch buttons follow the repository address of ``book_repository`` (git remote or ``_config.yml``).
+* Duplicate ``<script>`` entries are dropped from every page (below).
 
 With jupyter-book 1.0.4 the inline configuration scripts of sphinx-thebe and sphinx-togglebutton are
 registered more than once, so each page declares ``const THEBE_JS_URL`` two or three times and the
 browser reports "Identifier 'THEBE_JS_URL' has already been declared". Identical script entries are
 redundant by definition, so keeping the first of each is safe.
 """
+from pathlib import Path
+
+import book_repository
 
 
 def _script_key(js):
@@ -26,6 +35,17 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def add_static(app):
+    app.config.html_static_path.append(str(STATIC))
+
+
 def setup(app):
+    app.connect("config-inited", book_repository.config_inited)
+    app.connect("builder-inited", add_static)
+    app.add_css_file("book.css")
+    app.add_js_file("book.js")
     app.connect("html-page-context", drop_duplicate_scripts, priority=100000)  # run after every other handler
     return {"parallel_read_safe": True, "parallel_write_safe": True}

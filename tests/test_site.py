@@ -5,9 +5,14 @@ Needs the built site (`jupyter-book build .`, the README's first command) and De
 missing; under CI (the variable CI is set) they fail instead, so CI can never pass without them.
 
 Each page is served from `_build/html` on 127.0.0.1 and checked for: math typeset by MathJax (no raw
-TeX left in the text), numbered theorem/lemma/definition boxes, internal links (including every
-`{prf:ref}`) that resolve to an existing page and anchor, images that load, and no JavaScript errors.
-The ledger page must list every recorded claim. Screenshots of a few pages go to `_build/screenshots/`.
+TeX left in the text, no TeX errors), nothing left unrendered (a MyST fence, `:label:`, a `{prf:...}` or
+`{cite}` role), no doubled words ("Definition Definition"), numbered theorem/lemma/definition boxes,
+internal links (including every `{prf:ref}`) that resolve to an existing page and anchor, images that load,
+and no JavaScript errors. The ledger page must list every recorded claim.
+
+Nothing may be clipped: at a 1300 px wide window no code block, output, table, display equation or figure
+is wider than its box or the text column (scrollWidth against clientWidth), and no inline code or math runs
+past its paragraph; at 390 px (a phone) only code blocks may scroll sideways. Screenshots of a few pages go to `_build/screenshots/`.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -25,7 +31,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
+# BOOK_HTML: check another build of the site (default: the README's build in _build/html)
+HTML = Path(os.environ.get("BOOK_HTML") or ROOT / "_build" / "html")
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -85,6 +92,12 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _viewport(browser, width: int, height: int = 1000) -> None:
+    """Lay pages out at ``width`` CSS pixels (below 500 px a headless window cannot go: emulate a phone)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
 def _load(browser, url: str) -> None:
     browser.get(url)
     typeset = browser.execute_async_script(
@@ -92,13 +105,90 @@ def _load(browser, url: str) -> None:
         "if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) { done('no-mathjax'); return; }"
         "MathJax.startup.promise.then(() => done('ok'), (e) => done('error: ' + e));")
     assert typeset in ("ok", "no-mathjax"), f"MathJax failed on {url}: {typeset}"
+    browser.execute_script("if (window.bookFitDisplays) bookFitDisplays();")  # _ext/static/book.js
+
+
+# Unrendered MyST: a fence or directive option shown as text, a role that was not parsed.
+RAW_MYST = [(re.compile(r"```|~~~"), "a code fence"), (re.compile(r"(^|\n)\s*:::"), "a colon fence"),
+            (re.compile(r":(label|class|nonumber|name):"), "a directive option"),
+            (re.compile(r"\{(prf|cite|doc|ref|numref|eq|math|download|term|abbr)\b[^}]*\}"), "a MyST role")]
+# TeX outside math: a command, or dollar-delimited math MathJax did not typeset.
+RAW_TEX = [(re.compile(r"\\[A-Za-z]+\b|\\[()\[\]{}|]"), "a TeX command"), (re.compile(r"\$\$|\$[^$\n]{1,300}\$"),
+           "dollar math")]
+DOUBLED = re.compile(r"\b([A-Za-z]{2,})[ \u00a0]+\1\b")
+
+
+def _problems_in_text(text: str) -> list[str]:
+    """Unrendered MyST, TeX outside math and doubled words in a page's prose text."""
+    found = []
+    for pattern, what in RAW_MYST + RAW_TEX:
+        for m in pattern.finditer(text):
+            start = max(0, m.start() - 40)
+            found.append(f"{what} left raw: {text[start:m.end() + 40]!r}")
+    for m in DOUBLED.finditer(text):
+        found.append(f"doubled word: {text[max(0, m.start() - 30):m.end() + 30]!r}")
+    return found
+
+
+# What may not be wider than its box or the text column; at 390 px code blocks may scroll (not overflow
+# the column themselves). Hidden (folded) elements are skipped.
+OVERFLOW_JS = """
+const narrow = arguments[0];
+const art = document.querySelector('article.bd-article') || document.querySelector('article') || document.body;
+const right = art.getBoundingClientRect().right;
+const kinds = [
+  ['code', 'div.highlight pre'],
+  ['output', 'div.cell_output, div.cell_output div.output, div.cell_output pre'],
+  ['table', 'table, .pst-scrollable-table-container'],
+  ['display equation', 'div.math, mjx-container[display="true"]'],
+  ['figure', 'figure, img'],
+];
+const seen = new Set(), out = [];
+for (const [kind, selector] of kinds) {
+  for (const el of art.querySelectorAll(selector)) {
+    if (seen.has(el)) continue;
+    seen.add(el);
+    if (kind === 'code' && el.closest('div.cell_output')) continue;  // an output, counted below
+    if (!el.getClientRects().length) continue;  // folded or hidden
+    const scrolls = el.scrollWidth - el.clientWidth > 1 && kind !== 'figure';
+    const past = el.getBoundingClientRect().right - right > 1;
+    if (past || (scrolls && !(narrow && kind === 'code'))) {
+      const section = el.closest('section');
+      const heading = section ? (section.querySelector('h1, h2, h3') || {}).innerText : '';
+      out.push(`${kind} ${scrolls ? el.scrollWidth + ' px wide in a box of ' + el.clientWidth + ' px'
+                                   : 'past the column'} in "${(heading || '').trim().slice(0, 50)}": `
+               + (el.innerText || el.getAttribute('alt') || '').trim().split('\\n')[0].slice(0, 70));
+    }
+  }
+}
+// Inline code and inline math that run past the paragraph (or list item, cell, box) that holds them.
+for (const el of art.querySelectorAll('code.literal, mjx-container:not([display="true"])')) {
+  if (el.closest('pre, div.math') || !el.getClientRects().length) continue;
+  const box = el.parentElement.closest('p, li, dd, dt, td, th, div, figcaption, h1, h2, h3, h4');
+  if (!box) continue;
+  const limit = Math.min(box.getBoundingClientRect().right, right);
+  const over = Math.max(...Array.from(el.getClientRects()).map(r => r.right)) - limit;
+  if (over > 1) {
+    const section = el.closest('section');
+    const heading = section ? (section.querySelector('h1, h2, h3') || {}).innerText : '';
+    out.push(`inline ${el.tagName === 'CODE' ? 'code' : 'math'} ${Math.round(over)} px past its box in `
+             + `"${(heading || '').trim().slice(0, 50)}": ` + (el.innerText || '').trim().slice(0, 60));
+  }
+}
+if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+  out.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px in a ${window.innerWidth} px window`);
+}
+return out;
+"""
 
 
 def _prose_text(browser) -> str:
-    """The article's text without code blocks (code may legitimately contain TeX)."""
+    """The article's text without code blocks (code may legitimately contain TeX); typeset math reads
+    "[math]"."""
     return browser.execute_script(
         "const a = document.querySelector('article') || document.body; const c = a.cloneNode(true);"
         "c.querySelectorAll('pre, code, .highlight, script, style, mjx-assistive-mml').forEach(e => e.remove());"
+        "c.querySelectorAll('mjx-container').forEach(e => e.replaceWith(' [math] '));"
         "return c.innerText;")
 
 
@@ -113,8 +203,14 @@ def test_page_renders(browser, site_url, page):
         assert browser.execute_script("return !!window.MathJax"), f"{page}: MathJax did not load"
         assert browser.execute_script("return document.querySelectorAll('mjx-container').length") > 0
     text = _prose_text(browser)
-    for raw in ("$$", "\\mathbb", "\\frac", "\\boldsymbol", "\\(", "\\["):
-        assert raw not in text, f"{page}: raw TeX {raw!r} left in the page text"
+    problems = _problems_in_text(text)
+    problems += [f"a code block that is a MyST fence left raw: {t[:80]!r}" for t in browser.execute_script(
+        "return Array.from(document.querySelectorAll('article div.highlight-default pre, article pre.literal-block'))"
+        ".map(e => e.innerText).filter(t => /\\{prf:|:label:|\\{cite|^```/m.test(t));")]
+    errors = browser.execute_script("return Array.from(document.querySelectorAll('mjx-merror'))"
+                                    ".map(e => e.getAttribute('data-mjx-error') || e.innerText);")
+    problems += [f"a TeX error: {e}" for e in errors]
+    assert not problems, f"{page}: " + "\n".join(problems[:8])
 
     titles = browser.execute_script(
         "return Array.from(document.querySelectorAll('div.admonition.proof:not([id^=proof]) > .admonition-title,"
@@ -141,6 +237,29 @@ def test_page_renders(browser, site_url, page):
         browser.set_window_size(1280, 1600)
 
 
+@pytest.mark.parametrize("width", [1300, 390])
+@pytest.mark.parametrize("page", _pages())
+def test_nothing_is_clipped(browser, site_url, page, width):
+    _viewport(browser, width)
+    try:
+        _load(browser, f"{site_url}/{page}.html")
+        clipped = browser.execute_script(OVERFLOW_JS, width < 600)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert not clipped, f"{page} at {width} px: {len(clipped)} clipped: " + "\n".join(clipped[:10])
+
+
+def test_text_checks_catch_what_they_must():
+    # the checks of test_page_renders on text they must flag, and on text they must leave alone
+    for bad in ["```{prf:theorem} Theorem 1", ":label: thm-peers-huang", "{cite:t}`huang2023towards`",
+                "the norm \\|f\\| = r", "$x^2$ in prose", "$$", "(Definition Definition 2.2 below)",
+                "see {prf:ref}`thm-1`"]:
+        assert _problems_in_text(bad), bad
+    for good in ["Theorem 3.3 (Theorem 1 of the paper) holds at r = 1.", "a $5 note", "that is, is it",
+                 "1 1 2", "Err(G_f) ≤ 0.3"]:
+        assert not _problems_in_text(good), good
+
+
 def _anchors(path: Path) -> set[str]:
     return set(re.findall(r'\bid="([^"]+)"', path.read_text(encoding="utf-8")))
 
@@ -163,11 +282,16 @@ def test_internal_links_resolve(page):
 
 
 def test_launch_links_open_the_book_repository_or_are_absent():
-    # an unset repository.url makes Jupyter Book link the launch buttons to executablebooks/jupyter-book
+    # an unset repository.url makes Jupyter Book link the launch buttons to executablebooks/jupyter-book;
+    # the build takes the address from _config.yml, else from a public GitHub remote (_ext/book_repository.py)
     _requirement((HTML / "index.html").is_file(), "the site is not built")
     import yaml
 
-    address = (yaml.safe_load((ROOT / "_config.yml").read_text()).get("repository") or {}).get("url") or ""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    import book_repository
+
+    configured = (yaml.safe_load((ROOT / "_config.yml").read_text()).get("repository") or {}).get("url") or ""
+    address, _ = book_repository.resolve(configured, ROOT)
     repo = urlparse(address).path.strip("/")
     for page in _pages():
         html = (HTML / f"{page}.html").read_text(encoding="utf-8")
@@ -177,6 +301,8 @@ def test_launch_links_open_the_book_repository_or_are_absent():
             assert not launches, f"{page}: launch buttons without a repository address: {launches[:2]}"
         else:
             assert all(f"/{repo}/" in url for url in launches), f"{page}: launch links elsewhere: {launches[:2]}"
+            if page.startswith("chapters/") and (ROOT / f"{page}.ipynb").is_file():
+                assert any("mybinder.org" in url for url in launches), f"{page}: no Binder button for {address}"
 
 
 def test_ledger_lists_every_recorded_claim():

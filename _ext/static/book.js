@@ -1,0 +1,80 @@
+// Display equations on narrow screens (phones): shrink one that is wider than the text column to fit,
+// down to 60 % of its size (inline math wider than its paragraph too); wider ones keep their scroll bar (and fail tests/test_site.py at 390 px).
+// On wide screens nothing is scaled: a display too wide at 1300 px must be broken with `aligned`.
+// Tables on narrow screens: one wider than the column is shown as stacked rows, each cell labelled
+// with its column's header, instead of scrolling sideways.
+(function () {
+  const NARROW = window.matchMedia("(max-width: 700px)");
+  function stackTables() {
+    document.querySelectorAll("article table").forEach(function (t) {
+      t.classList.remove("book-stacked");
+      if (!NARROW.matches) return;
+      const box = t.closest(".pst-scrollable-table-container") || t.parentElement;
+      if (t.offsetWidth <= box.clientWidth + 1) return;
+      const heads = Array.from(t.querySelectorAll("thead th")).map(function (h) { return h.innerText.trim(); });
+      t.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.from(row.children).forEach(function (cell, i) {
+          if (heads[i]) cell.setAttribute("data-label", heads[i]);
+        });
+      });
+      t.classList.add("book-stacked");
+    });
+  }
+  // Inline code (in text and table cells) may break after a dot, a comma or an opening parenthesis
+  // (<wbr>, which copying ignores), so that `cssl.concentration.augmented_distance` wraps at its dots.
+  function breakableCode() {
+    document.querySelectorAll("article code.literal, article td code, article th code").forEach(function (code) {
+      const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+      const texts = [];
+      while (walker.nextNode()) texts.push(walker.currentNode);
+      texts.forEach(function (node) {
+        const parts = node.nodeValue.split(/(?<=[.,(])/);
+        if (parts.length < 2) return;
+        const frag = document.createDocumentFragment();
+        parts.forEach(function (part, i) {
+          if (i) frag.appendChild(document.createElement("wbr"));
+          frag.appendChild(document.createTextNode(part));
+        });
+        node.replaceWith(frag);
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", breakableCode);
+  function fit() {
+    stackTables();
+    document.querySelectorAll('div.math mjx-container[display="true"]').forEach(function (m) {
+      m.style.fontSize = "";
+      if (!NARROW.matches) return;
+      const size = parseFloat(getComputedStyle(m).fontSize);
+      let scale = 1;
+      for (let i = 0; i < 3 && m.scrollWidth > m.clientWidth && scale > 0.6; i++) {
+        scale = Math.max(0.6, scale * (m.clientWidth - 2) / m.scrollWidth);
+        m.style.fontSize = (size * scale).toFixed(2) + "px";
+      }
+    });
+    // Inline math wider than its paragraph (it cannot break): shrink it the same way.
+    document.querySelectorAll('article mjx-container:not([display="true"])').forEach(function (m) {
+      m.style.fontSize = "";
+      if (!NARROW.matches) return;
+      const box = m.parentElement.closest("p, li, dd, dt, td, th, div");
+      if (!box) return;
+      const style = getComputedStyle(box);
+      const avail = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      const wide = m.getBoundingClientRect().width;
+      if (wide > avail) {
+        const size = parseFloat(getComputedStyle(m).fontSize);
+        m.style.fontSize = (size * Math.max(0.6, (avail - 2) / wide)).toFixed(2) + "px";
+      }
+    });
+  }
+  function whenTypeset() {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(fit);
+    } else {
+      setTimeout(whenTypeset, 50);
+    }
+  }
+  window.addEventListener("load", whenTypeset);
+  NARROW.addEventListener("change", fit);
+  window.bookFitDisplays = fit;  // the tests call it after resizing the window
+})();
