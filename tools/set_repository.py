@@ -15,6 +15,12 @@ The address is needed by
   Binder (``binder/postBuild``) and after the README's install, ``cssl`` is present and the cell does nothing;
   while the address is unset it stops with an error that says how to install ``cssl`` by hand.
 
+A published clone needs none of this for Binder, Thebe and the repository button: the build reads the
+address from the git remote when it is a public GitHub repository (``_ext/book_repository.py``). This tool
+is for the other cases (a build outside a clone, a mirror, a private remote with a public copy) and for
+Colab, whose button turns on only when the setup cells name the address, because Colab opens a chapter
+from GitHub and installs ``cssl`` from the address in its setup cell.
+
 Setting the address edits these files in place; the notebooks keep their outputs (the setup cell prints
 nothing), so no chapter needs re-executing. ``--check`` exits 1 when a notebook lacks the setup cell or names
 another address than ``_config.yml``.
