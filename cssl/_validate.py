@@ -20,6 +20,8 @@ __all__ = [
     "check_real",
     "check_shape",
     "check_probability_vector",
+    "available_memory",
+    "check_memory",
 ]
 
 
@@ -118,3 +120,32 @@ def check_probability_vector(p, name: str, *, atol: float = 1e-9, strictly_posit
     if abs(total - 1.0) > atol:
         raise ValueError(f"{name} must sum to 1, got {total:.12g}; normalise it first (p / p.sum())")
     return t
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can still give this process (``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes: float, what: str, advice: str) -> None:
+    """Refuse, before allocating, a request whose estimate ``nbytes`` exceeds the available memory.
+
+    ``what`` names the allocation ("the (N, N) distance matrix"), ``advice`` says which argument to
+    lower. Raises ``ValueError`` at once, instead of a long swap or an OS kill.
+    """
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:,.1f} GiB but only {free / 2**30:,.1f} GiB "
+                         f"of memory are available; {advice}")

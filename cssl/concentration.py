@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._validate import as_tensor, check_int, check_real
+from ._validate import as_tensor, check_int, check_memory, check_real
 from .worlds import World
 
 __all__ = [
@@ -118,6 +118,9 @@ def augmented_distance(views_a, views_b=None, *, precision: str = "exact",
     n_a, v_a, dim = a.shape
     n_b, v_b, _ = b.shape
     dtype = torch.float32 if precision == "float32" else torch.float64
+    width = 4 if precision == "float32" else 8
+    check_memory(width * (n_a * n_b + (n_a * v_a + (0 if symmetric else n_b * v_b)) * dim),
+                 f"d_A of {n_a} x {n_b} points ({precision})", "use fewer points (views_a, views_b)")
     if precision == "exact":
         flat_a = a.reshape(-1, dim).to(torch.float64)
         flat_b = flat_a if symmetric else b.reshape(-1, dim).to(torch.float64)
@@ -570,6 +573,8 @@ def sample_views(images, augment: Callable, n_views: int, *, generator: torch.Ge
     if not callable(augment):
         raise TypeError(f"augment must be a callable (batch, generator) -> batch, got {type(augment).__name__}")
     t = check_int(n_views, "n_views", low=0 if include_original else 1)
+    check_memory(x.shape[0] * (t + int(include_original)) * x[0].numel() * torch.empty((), dtype=dtype).element_size(),
+                 f"{t} views of {x.shape[0]} images", "lower n_views or pass fewer images")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     views = torch.empty(x.shape[0], t + int(include_original), x[0].numel(), dtype=dtype)

@@ -266,6 +266,17 @@ class Trace:
             self.values.setdefault(k, []).append(float(v))
 
 
+def _check_encoder_width(encoder: nn.Module, world: World) -> None:
+    """Raise a ``ValueError`` naming both widths when ``encoder`` cannot take the world's points."""
+    probe = copy.deepcopy(encoder).to(device="cpu", dtype=torch.float64).eval()
+    try:
+        with torch.no_grad():
+            probe(world.views[:2, 0])
+    except RuntimeError as err:
+        raise ValueError(f"encoder does not accept the world's points of dimension d = {world.dim} "
+                         f"({' '.join(str(err).split())[:120]}); build it with input width {world.dim}") from None
+
+
 def fit_tracked(encoder: nn.Module, world: World, *, loss: str = "info_nce", steps: int = 200, every: int = 20,
                 batch_size: int = 64, lr: float = 1e-2, seed: int = 0, eps=0.5, radius: float | None = None,
                 test_world: World | None = None, standardize: bool = False, progress: bool = False,
@@ -296,6 +307,7 @@ def fit_tracked(encoder: nn.Module, world: World, *, loss: str = "info_nce", ste
     eps_values = _eps_list(eps)
     if test_world is not None and not isinstance(test_world, World):
         raise TypeError(f"test_world must be a cssl.World or None, got {type(test_world).__name__}")
+    _check_encoder_width(encoder, world)
     lam = loss_kwargs.get("lam")
     trace = Trace(loss)
 

@@ -210,3 +210,8 @@ def test_fit_tracked_validates():
         tracking.fit_tracked(enc, w, every=0)
     with pytest.raises(TypeError, match="test_world"):
         tracking.fit_tracked(enc, w, test_world=3)
+
+
+def test_fit_tracked_names_a_wrong_encoder_width(world):
+    with pytest.raises(ValueError, match=f"dimension d = {world.dim}.*input width {world.dim}"):
+        tracking.fit_tracked(torch.nn.Linear(world.dim + 2, 3), world, steps=1)
