@@ -12,6 +12,11 @@ Examples::
     python -m cssl reproduce table2 --profile paper --dataset cifar10 --data-root data_cache --download
     torchrun --nproc_per_node 4 -m cssl train --profile paper --method simclr --epochs 800
 
+Errors: a user error (bad flag value, missing or corrupt data, a checkpoint of another configuration,
+an output folder in use) prints **one line** ``error: ...`` naming the flag that fixes it and exits
+non-zero (2 for a bad flag, 1 otherwise); ``python -m cssl --debug <command> ...`` shows the traceback
+instead. ``CSSL_NUM_THREADS`` sets PyTorch's CPU threads, as in the chapters.
+
 Adding a command is one call to :func:`register` with a function that adds its arguments and one that
 runs it and returns the exit status.
 """
@@ -19,11 +24,43 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import sys
 import typing
+from pathlib import Path
 from typing import Callable
 
-__all__ = ["main", "register", "build_parser", "COMMANDS"]
+from ._io import FolderLocked
+
+__all__ = ["main", "register", "build_parser", "COMMANDS", "CommandError"]
+
+
+class CommandError(Exception):
+    """A user error found by the command line itself; printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``prog: error: ...``) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+#: Python-API wording in cssl's messages -> the command line's flag (longest first).
+_CLI_WORDS = (("resume=False", "--no-resume"), ("download=True", "--download"), ("pass the right md5=",
+              "pass the right --data-md5"), ("md5=", "--data-md5 "), ("out_dir", "--out-dir"))
+
+
+def _cli_wording(message: str) -> str:
+    message = re.sub(r"[\w=.]+ \(command line: ([^)]*)\)", r"\1", str(message))
+    for api, flag in _CLI_WORDS:
+        message = message.replace(api, flag)
+    return _one_line(message)
 
 #: name -> (help, add_arguments(parser), run(args) -> exit status)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -79,6 +116,7 @@ _TRAIN_HELP = {
     "out_dir": "folder for results.json and checkpoint.pt (default runs/<method>-<dataset>-<letters>-s<seed>)",
     "profile": "start from this profile's settings (quick or paper); explicit options override it",
 }
+_TRAIN_PROFILES = ("quick", "book", "paper", "none")
 
 
 def _field_type(f: dataclasses.Field):
@@ -110,8 +148,9 @@ def _add_train_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=["quick", "paper"], default=None,
-                   help="start from a profile's settings (see `reproduce --help`); options below override it")
+    p.add_argument("--profile", choices=_TRAIN_PROFILES, default="quick",
+                   help="start from a profile's settings (default quick, the book's CPU scale; see `reproduce "
+                   "--help`); options below override it; none: TrainConfig's own defaults")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start afresh even if out_dir holds a checkpoint")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -125,7 +164,7 @@ def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
     names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "profile"]
     given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     try:
-        if args.profile is not None:
+        if args.profile not in (None, "none"):
             method = given.pop("method", "simclr")
             dataset = given.pop("dataset", None)
             return profile_config(args.profile, method, dataset=dataset, **given)
@@ -133,18 +172,89 @@ def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
             given["steps"] = None
         return TrainConfig(**given)
     except (ValueError, TypeError) as err:
-        parser.error(str(err))
+        message = str(err)
+        if "runs on" in message:
+            message += "; pick the profile with --profile (none: TrainConfig's defaults on any dataset)"
+        parser.error(_flag_prefix(message, names + ["profile"]))
+
+
+def _flag_prefix(message: str, names: list[str]) -> str:
+    """``message`` prefixed with the flags of the config fields it names, e.g. ``argument --steps: ...``."""
+    found = []
+    for word in re.findall(r"[a-z][a-z0-9_]*", message):
+        if word in names and word not in found:
+            found.append(word)
+    if "runs on" in message:  # a dataset outside the profile's
+        found = ["dataset", "profile"]
+    flags = "/".join("--" + w.replace("_", "-") for w in found[:3])
+    return f"argument {flags}: {_cli_wording(message)}" if flags else _cli_wording(message)
+
+
+def _lead_flag(message: str) -> str:
+    """``"batch_size 512 exceeds ..."`` -> ``"argument --batch-size: batch_size 512 exceeds ..."``."""
+    from .train import TrainConfig
+
+    first = message.split(" ", 1)[0]
+    if first in {f.name for f in dataclasses.fields(TrainConfig)}:
+        return f"argument --{first.replace('_', '-')}: {message}"
+    return message
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def _check_cifar_present(cfg) -> None:
+    """Fail in one line, naming ``--download`` / ``--data-root``, when a CIFAR run has no data to read."""
+    if not cfg.dataset.startswith("cifar") or cfg.download:
+        return
+    from .data import CIFAR_SPECS
+
+    spec = CIFAR_SPECS[cfg.dataset]
+    root = Path(cfg.data_root)
+    stem = spec["archive"][: -len(".tar.gz")]
+    if any((root / name).exists() for name in (spec["archive"], stem + ".npz", spec["folder"])):
+        return
+    raise CommandError(f"{cfg.dataset} data not found in {root}/ (no {spec['archive']} or {spec['folder']}/ "
+                       f"there): pass --download to fetch it (md5-checked), or --data-root FOLDER where it is")
+
+
+def _warn_if_slow(cfg, runs: int = 1) -> None:
+    """The paper profile (or any ResNet-18 run) on a CPU: say how long it would take, measured here."""
+    from .experiments import estimate_seconds
+    from .train import resolve_device
+
+    if resolve_device(cfg.device).type != "cpu" or (cfg.profile != "paper" and cfg.backbone != "resnet18"):
+        return
+    est = estimate_seconds(cfg, device="cpu")
+    total = est["seconds"] * runs
+    if total < 600:
+        return
+    when = f"{total / 86400:,.1f} days" if total >= 2 * 86400 else f"{total / 3600:,.1f} hours"
+    what = f"{runs} runs of " if runs > 1 else ""
+    print(f"warning: {what}{cfg.backbone} for {est['steps']:,} steps of {cfg.batch_size} images on the CPU: "
+          f"about {when} at the {est['images_per_s']:.3g} images/s measured here (training alone); run it on a "
+          "CUDA GPU, or use --profile quick (minutes)", file=sys.stderr, flush=True)
 
 
 def _train_run(args: argparse.Namespace) -> int:
     from . import distributed as dist_utils
     from .train import train
 
+    from .experiments import run_in_folder
+    from .train import device_name, resolve_device
+
     cfg = _config_from_args(args, args._parser)
     if cfg.out_dir is None:
         cfg.out_dir = f"runs/{cfg.method}-{cfg.dataset}-{cfg.letters}-s{cfg.seed}"
+    _check_cifar_present(cfg)
+    if _is_main_rank():
+        print(f"cssl train: profile {args.profile}, {cfg.method} on {cfg.dataset} ({cfg.backbone}), "
+              f"{f'{cfg.steps} steps' if cfg.steps else f'{cfg.epochs} epochs'}, device "
+              f"{device_name(resolve_device(cfg.device))}; writing {cfg.out_dir}", flush=True)
+        _warn_if_slow(cfg)
     try:
-        res = train(cfg, resume=args.resume, progress=args.progress)
+        res = run_in_folder(cfg, resume=args.resume, progress=args.progress)
         main_rank = dist_utils.is_main()  # before cleanup, which forgets the rank
     finally:
         dist_utils.cleanup()
@@ -197,7 +307,7 @@ def _reproduce_book(args: argparse.Namespace) -> int:
 
 
 def _reproduce_run(args: argparse.Namespace) -> int:
-    from .experiments import reproduce
+    from .experiments import experiment_runs, reproduce
 
     if args.seeds is not None and any(s < 0 for s in args.seeds):
         args._parser.error(f"--seeds must be nonnegative integers, got {args.seeds}")
@@ -207,11 +317,17 @@ def _reproduce_run(args: argparse.Namespace) -> int:
     if args.profile == "book":
         return _reproduce_book(args)
     extra = {k: getattr(args, k) for k in ("steps", "epochs", "data_root", "download") if getattr(args, k) is not None}
+    common = dict(profile=args.profile, methods=args.methods, seeds=args.seeds, dataset=args.dataset,
+                  out=args.out, device=args.device)
     try:
-        summary = reproduce(args.experiment, profile=args.profile, methods=args.methods, seeds=args.seeds,
-                            dataset=args.dataset, out=args.out, device=args.device, progress=args.progress, **extra)
+        runs = experiment_runs(args.experiment, **common, **extra)
     except (ValueError, TypeError) as err:
-        args._parser.error(str(err))
+        args._parser.error(_flag_prefix(str(err), ["methods", "seeds", "dataset", "steps", "epochs", "device"]))
+    if runs:
+        _check_cifar_present(runs[0][3])
+        _warn_if_slow(runs[0][3], runs=len(runs))
+    summary = reproduce(args.experiment, **common, progress=args.progress,
+                        log=None if args.progress else (lambda line: print(line, flush=True)), **extra)
     print(f"{summary['experiment']} ({summary['profile']}, {summary['dataset']}): kNN top-1, mean ± std over "
           f"seeds {summary['seeds']}; final | best over evaluations")
     for m, cells in summary["rows"].items():
@@ -254,23 +370,58 @@ register("ledger", "print every claim the book checks, with kind, verdict and ma
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per registered command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m cssl", description="Executable companion of 'Towards the Generalization of Contrastive "
         "Self-Supervised Learning' (Huang, Yi, Zhao, Jiang, ICLR 2023).",
         epilog="Run `python -m cssl <command> --help` for a command's options.")
-    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True, parser_class=_Parser)
     for name, (help_, add_arguments, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         add_arguments(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
         p.set_defaults(_run=run, _parser=p)
     return parser
 
 
+#: Exceptions that report a problem with the input, the data or the environment (no traceback needed).
+_USER_ERRORS = (CommandError, ValueError, TypeError, OSError, FloatingPointError, FolderLocked)
+
+
+def _set_threads() -> None:
+    if os.environ.get("CSSL_NUM_THREADS", "").strip():
+        import torch
+
+        from .train import use_threads
+
+        use_threads(torch.get_num_threads())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit status."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit status.
+
+    Errors print one line on stderr (``error: ...``, with the flag that fixes them) and return 1;
+    a bad flag exits with status 2; ``--debug`` re-raises instead, with the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args._run(args)
+    if args.debug:
+        _set_threads()
+        return args._run(args)
+    try:
+        _set_threads()
+        return args._run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; the same command resumes from the last checkpoint", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as err:
+        print(f"error: {_lead_flag(_cli_wording(str(err))) or type(err).__name__}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - e.g. RuntimeError (no CUDA) or a bug: the traceback on request
+        print(f"error: {type(err).__name__}: {_cli_wording(str(err))} (python -m cssl --debug "
+              f"{args.command} ... shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_json
+from ._io import CorruptCheckpoint, atomic_write_json, lock_folder, read_checkpoint, set_aside
 from .train import TrainConfig, provenance, resolve_device, train
 
 __all__ = ["Profile", "Cell", "Experiment", "PROFILES", "EXPERIMENTS", "PAPER_RESULTS", "profile_config",
-           "experiment_runs", "reproduce", "summarise"]
+           "experiment_runs", "reproduce", "summarise", "check_resume", "run_in_folder", "estimate_seconds"]
 
 ALL_METHODS = ("simclr", "barlow_twins", "moco", "simsiam")
 
@@ -217,42 +217,169 @@ def summarise(values: list[float]) -> dict:
         {"mean": None, "std": None, "n": 0}
 
 
+#: Config fields a run may change on resume (as :func:`cssl.train.train` ignores them).
+_RESUME_IGNORED = ("out_dir", "device", "profile")
+
+
+def check_resume(config: TrainConfig, *, resume: bool = True, set_aside_corrupt: bool = True) -> str | None:
+    """Check ``config.out_dir/checkpoint.pt`` before :func:`cssl.train.train` resumes from it.
+
+    * No checkpoint, ``resume=False`` or ``out_dir=None``: nothing to do, returns ``None``.
+    * A checkpoint that cannot be read safely (truncated, empty, random bytes, not a cssl checkpoint;
+      read only with ``weights_only=True``, see :func:`cssl._io.read_checkpoint`) is renamed to
+      ``checkpoint.corrupt-<time>.pt`` beside it, so the run starts afresh; returns the message saying
+      so. With ``set_aside_corrupt=False`` (ranks of a multi-process run, which must not race to move
+      it) it raises ``ValueError`` instead.
+    * A checkpoint written by a different config (fields other than ``out_dir``, ``device``,
+      ``profile``) raises ``ValueError`` naming the fields and both ways out.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not resume or config.out_dir is None:
+        return None
+    path = Path(config.out_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    try:
+        ckpt = read_checkpoint(path)
+    except CorruptCheckpoint as err:
+        if not set_aside_corrupt:
+            raise ValueError(f"{err}; delete it or start over with resume=False (command line: --no-resume)") \
+                from None
+        moved = set_aside(path)
+        return f"{err}; moved it to {moved} and starting afresh (delete that file if you do not need it)"
+    old = {k: v for k, v in ckpt["config"].items() if k not in _RESUME_IGNORED}
+    new = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IGNORED}
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4]) + (" ..." if len(diff) > 4 else "")
+        raise ValueError(f"{path} was written by a different configuration ({shown}); start over there with "
+                         "resume=False (command line: --no-resume) or use another out_dir (command line: --out-dir)")
+    return None
+
+
+def run_in_folder(config: TrainConfig, *, resume: bool = True, progress: bool = True,
+                  log=None, **train_kwargs) -> dict:
+    """:func:`cssl.train.train` with ``out_dir`` locked and its checkpoint checked first.
+
+    The output folder is locked for the whole run (:func:`cssl._io.lock_folder`): a second run on
+    it fails at once with :class:`cssl._io.FolderLocked`. :func:`check_resume` runs first; its message
+    (a corrupt checkpoint set aside) goes to ``log`` (default: ``print`` to stderr). Under
+    ``torchrun`` only rank 0 locks, and a corrupt checkpoint is an error on every rank.
+    """
+    import os
+    import sys
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    log = log if log is not None else (lambda msg: print(f"cssl: {msg}", file=sys.stderr, flush=True))
+    if config.out_dir is None:
+        return train(config, resume=resume, progress=progress, **train_kwargs)
+    multi = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    if multi and not main_rank:
+        check_resume(config, resume=resume, set_aside_corrupt=False)
+        return train(config, resume=resume, progress=progress, **train_kwargs)
+    with lock_folder(config.out_dir, hint="wait for that run to finish, or use another "
+                     "out_dir (command line: --out-dir)"):
+        message = check_resume(config, resume=resume, set_aside_corrupt=not multi)
+        if message:
+            log(message)
+        return train(config, resume=resume, progress=progress, **train_kwargs)
+
+
+def estimate_seconds(config: TrainConfig, *, device=None, probe_batch: int = 8) -> dict:
+    """Expected training time of ``config`` on ``device``, from a measured forward and backward pass.
+
+    Times one optimizer-free step of the method on ``probe_batch`` random images (after one warm-up
+    step) and scales it linearly to the run: ``seconds = t_probe / probe_batch x batch_size x steps``,
+    where ``steps`` is ``config.steps`` or ``epochs x (n_train // batch_size)`` (CIFAR: 50,000
+    training images unless ``n_train`` is set). Evaluation is not counted, so this is a lower bound.
+    Returns ``{"steps", "images_per_s", "seconds"}``. Takes a second or two for ResNet-18 on a CPU.
+    """
+    import time as _time
+
+    import torch
+
+    from .models import build_backbone, build_method
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    dev = resolve_device(config.device) if device is None else torch.device(device)
+    side = 32 if config.dataset.startswith("cifar") else (8 if config.dataset == "digits" else config.image_size)
+    channels = 1 if config.dataset == "digits" else 3
+    n_train = config.n_train or {"cifar10": 50_000, "cifar100": 50_000, "digits": 1_198}.get(config.dataset, 10_000)
+    steps = config.steps if config.steps is not None else config.epochs * max(1, n_train // config.batch_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = build_backbone(config.backbone, in_channels=channels, width=config.width,
+                                  split_bn=1)
+        method = build_method(config.method, backbone, **config.method_kwargs()).to(dev)
+        x = torch.rand(probe_batch, channels, side, side, device=dev)
+        times = []
+        for _ in range(2):
+            t0 = _time.perf_counter()
+            method(x, x.flip(-1)).backward()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(_time.perf_counter() - t0)
+    per_image = times[-1] / probe_batch
+    return {"steps": int(steps), "images_per_s": 1.0 / per_image,
+            "seconds": per_image * config.batch_size * steps}
+
+
 def reproduce(experiment: str, *, profile: str = "quick", methods=None, seeds=None, dataset: str | None = None,
-              out: str | Path = "results", device: str = "auto", progress: bool = True, **overrides) -> dict:
+              out: str | Path = "results", device: str = "auto", progress: bool = True, log=None,
+              **overrides) -> dict:
     """Run (or resume) every run of ``experiment`` and write ``summary.json``; return the summary.
 
     The summary's ``rows[method][cell]`` holds per-seed and aggregated ``final_knn``, ``best_knn``
     (the paper's max over epochs) and ``final_nearest_centre``, in [0, 1]; ``paper`` holds the paper's
     numbers (in %) when the dataset is CIFAR-10/100; ``provenance`` and ``wall_time_s`` say where
     and how long.
+
+    Each run goes through :func:`run_in_folder` (its folder locked while it trains, a corrupt
+    checkpoint set aside). ``log(line)``, when given, receives one line per finished run (the command
+    line prints them even with ``--no-progress``).
     """
     t0 = time.perf_counter()
     runs = experiment_runs(experiment, profile=profile, methods=methods, seeds=seeds, dataset=dataset, out=out,
                            device=device, **overrides)
     dev = resolve_device(device)
-    rows: dict = {}
-    for i, (m, label, s, cfg) in enumerate(runs):
-        if progress:
-            print(f"[{i + 1}/{len(runs)}] {experiment} {profile} {cfg.dataset} {m} {label} seed {s}", flush=True)
-        res = train(cfg, resume=True, progress=progress)
-        cell = rows.setdefault(m, {}).setdefault(label, {"seeds": [], "final_knn": [], "best_knn": [],
-                                                         "final_nearest_centre": [], "out_dirs": []})
-        cell["seeds"].append(s)
-        cell["final_knn"].append(res["final"]["knn_top1"])
-        cell["best_knn"].append(res["best"]["knn_top1"])
-        cell["final_nearest_centre"].append(res["final"]["nearest_centre_acc"])
-        cell["out_dirs"].append(cfg.out_dir)
+    ds = runs[0][3].dataset if runs else dataset
+    root = Path(out) / experiment / f"{profile}-{ds}"
+    if not runs:
+        return _summary(experiment, profile, ds, {}, runs, dev, t0)
+    with lock_folder(root, hint="wait for that reproduce to finish, or use another out (command line: --out)"):
+        rows: dict = {}
+        for i, (m, label, s, cfg) in enumerate(runs):
+            if progress:
+                print(f"[{i + 1}/{len(runs)}] {experiment} {profile} {cfg.dataset} {m} {label} seed {s}", flush=True)
+            res = run_in_folder(cfg, resume=True, progress=progress)
+            if log is not None:
+                log(f"[{i + 1}/{len(runs)}] {experiment} {m} {label} seed {s}: final kNN "
+                    f"{res['final']['knn_top1']:.4f}, best {res['best']['knn_top1']:.4f} "
+                    f"({res['wall_time_s']:.0f} s)")
+            cell = rows.setdefault(m, {}).setdefault(label, {"seeds": [], "final_knn": [], "best_knn": [],
+                                                             "final_nearest_centre": [], "out_dirs": []})
+            cell["seeds"].append(s)
+            cell["final_knn"].append(res["final"]["knn_top1"])
+            cell["best_knn"].append(res["best"]["knn_top1"])
+            cell["final_nearest_centre"].append(res["final"]["nearest_centre_acc"])
+            cell["out_dirs"].append(cfg.out_dir)
+        summary = _summary(experiment, profile, ds, rows, runs, dev, t0)
+        atomic_write_json(root / "summary.json", summary)
+    return summary
+
+
+def _summary(experiment, profile, ds, rows, runs, dev, t0) -> dict:
     for m in rows:
         for cell in rows[m].values():
             for key in ("final_knn", "best_knn", "final_nearest_centre"):
                 cell[key + "_summary"] = summarise(cell[key])
-    ds = runs[0][3].dataset if runs else dataset
-    summary = {"experiment": experiment, "description": EXPERIMENTS[experiment].description, "profile": profile,
-               "dataset": ds, "methods": sorted(rows), "seeds": sorted({s for _, _, s, _ in runs}),
-               "cells": [c.label for c in EXPERIMENTS[experiment].cells], "rows": rows,
-               "paper": PAPER_RESULTS.get(experiment, {}).get(ds), "wall_time_s": time.perf_counter() - t0,
-               "provenance": provenance(dev, profile=profile), "note": "best_knn is the max over evaluations "
-               "(the authors' reported number, model selection on the test set); final_knn is the last one"}
-    if runs:
-        atomic_write_json(Path(out) / experiment / f"{profile}-{ds}" / "summary.json", summary)
-    return summary
+    return {"experiment": experiment, "description": EXPERIMENTS[experiment].description, "profile": profile,
+            "dataset": ds, "methods": sorted(rows), "seeds": sorted({s for _, _, s, _ in runs}),
+            "cells": [c.label for c in EXPERIMENTS[experiment].cells], "rows": rows,
+            "paper": PAPER_RESULTS.get(experiment, {}).get(ds), "wall_time_s": time.perf_counter() - t0,
+            "provenance": provenance(dev, profile=profile), "note": "best_knn is the max over evaluations "
+            "(the authors' reported number, model selection on the test set); final_knn is the last one"}

@@ -1,11 +1,18 @@
-"""python -m cssl: help, argument errors, a tiny train run with provenance; experiment definitions."""
+"""python -m cssl: help, argument errors, a tiny train run with provenance; experiment definitions;
+one-line errors, corrupt checkpoints, locked output folders, threads and the CPU-time warning."""
+import fcntl
+import os
+import pickle
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
-from cssl.__main__ import COMMANDS, main
-from cssl._io import read_json
+from cssl import experiments
+from cssl.__main__ import COMMANDS, CommandError, main
+from cssl._io import CorruptCheckpoint, FolderLocked, lock_folder, read_checkpoint, read_json
 from cssl.experiments import EXPERIMENTS, PAPER_RESULTS, PROFILES, experiment_runs, profile_config, reproduce, summarise
 
 TINY_ARGS = ["--dataset", "textures", "--n-train", "96", "--n-test", "32", "--image-size", "8", "--width", "4",
@@ -13,7 +20,7 @@ TINY_ARGS = ["--dataset", "textures", "--n-train", "96", "--n-test", "32", "--im
 
 
 def test_module_help_runs():
-    out = subprocess.run([sys.executable, "-m", "cssl", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "cssl", "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "train" in out.stdout and "reproduce" in out.stdout
 
 
@@ -45,7 +52,60 @@ def test_bad_arguments_exit_nonzero_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--steps", "0"], "--steps"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["train", "--letters", "aa"], "--letters"),
+    (["train", "--steps", "5", "--epochs", "2"], "--steps/--epochs"),
+    (["train", "--dataset", "cifar10"], "--dataset/--profile"),
+    (["train", "--profile", "none", "--batch-size", "10", "--split-bn", "4"], "--batch-size/--split-bn"),
+    (["reproduce", "table1", "--dataset", "mnist"], "--dataset"),
+])
+def test_config_errors_name_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument {flag}" in err and len(err.strip().splitlines()) == 1, err
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_missing_cifar_is_one_line_naming_download_and_data_root(tmp_path, capsys):
+    argv = ["train", "--profile", "none", "--dataset", "cifar10", "--data-root", str(tmp_path / "none"),
+            "--device", "cpu", "--out-dir", str(tmp_path / "run")]
+    assert main(argv) == 1
+    line = _one_error_line(capsys)
+    assert "--download" in line and "--data-root" in line and "download=True" not in line
+    with pytest.raises(CommandError):  # --debug: the exception itself, with its traceback
+        main(["--debug", *argv])
+
+
+def test_wrong_md5_names_the_cli_flags(tmp_path, capsys):
+    from cssl.data import make_fake_cifar
+
+    make_fake_cifar(tmp_path, "cifar10", n_train=40, n_test=20)
+    assert main(["train", "--profile", "none", "--dataset", "cifar10", "--data-root", str(tmp_path),
+                 "--device", "cpu", "--no-progress", "--out-dir", str(tmp_path / "run")]) == 1
+    line = _one_error_line(capsys)
+    assert "has md5" in line and "--data-md5" in line and "md5=" not in line
+
+
+def test_debug_flag_shows_the_traceback_in_a_subprocess(tmp_path):
+    argv = [sys.executable, "-m", "cssl", "train", "--profile", "none", "--dataset", "cifar10", "--data-root",
+            str(tmp_path), "--out-dir", str(tmp_path / "run")]
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    debug = subprocess.run(argv[:3] + ["--debug"] + argv[3:], capture_output=True, text=True, timeout=30)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr and plain.stderr.count("error:") == 1
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "CommandError" in debug.stderr
 
 
 def test_tiny_train_writes_results_with_provenance(tmp_path, capsys):
@@ -59,6 +119,145 @@ def test_tiny_train_writes_results_with_provenance(tmp_path, capsys):
     assert res["config"]["letters"] == "ad" and res["config"]["steps"] == 3 and res["status"] == "complete"
     assert res["wall_time_s"] > 0 and 0 <= res["final"]["knn_top1"] <= 1
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_train_defaults_to_the_quick_profile_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--out-dir", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "profile quick" in text and "device CPU" in text
+    cfg = read_json(out / "results.json")["config"]
+    quick = profile_config("quick", "simclr")
+    assert cfg["profile"] == "quick" and cfg["blur_sigma"] == quick.blur_sigma and cfg["eval_every"] == quick.eval_every
+    assert main(["train", *TINY_ARGS, "--method", "barlow_twins", "--out-dir", str(tmp_path / "bt")]) == 0
+    assert read_json(tmp_path / "bt" / "results.json")["config"]["bt_lambda"] == 0.1  # the book's lambda
+    assert main(["train", *TINY_ARGS, "--profile", "none", "--out-dir", str(tmp_path / "none")]) == 0
+    assert read_json(tmp_path / "none" / "results.json")["config"]["profile"] is None
+
+
+def _tiny_run(tmp_path, *extra):
+    return main(["train", *TINY_ARGS, "--letters", "ad", "--out-dir", str(tmp_path / "run"), *extra])
+
+
+def _truncated(raw):
+    return raw[: len(raw) // 2]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.mkdir, ("/tmp/cssl-pwned-by-checkpoint",))
+
+
+@pytest.mark.parametrize("damage", [_truncated, lambda raw: b"", lambda raw: os.urandom(4096),
+                                    lambda raw: pickle.dumps(_Payload())],
+                         ids=["truncated", "empty", "random", "pickle-payload"])
+def test_a_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, capsys, damage):
+    assert _tiny_run(tmp_path) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.write_bytes(damage(ckpt.read_bytes()))
+    with pytest.raises(CorruptCheckpoint, match="checkpoint.pt is not a"):
+        read_checkpoint(ckpt)
+    capsys.readouterr()
+    assert _tiny_run(tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "moved it to" in err and "weights_only=False" not in err
+    aside = list((tmp_path / "run").glob("checkpoint.corrupt-*.pt"))
+    assert len(aside) == 1 and read_checkpoint(ckpt)["step"] == 3
+    assert not os.path.exists("/tmp/cssl-pwned-by-checkpoint")
+
+
+def test_a_changed_config_on_resume_is_one_line_naming_no_resume(tmp_path, capsys):
+    assert _tiny_run(tmp_path) == 0
+    capsys.readouterr()
+    assert _tiny_run(tmp_path, "--steps", "4") == 1
+    line = _one_error_line(capsys)
+    assert "steps: 3 -> 4" in line and "--no-resume" in line and "--out-dir" in line and "resume=False" not in line
+    assert _tiny_run(tmp_path, "--steps", "4", "--no-resume") == 0
+
+
+def test_a_locked_output_folder_fails_at_once(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a+") as held:  # another open file: as another process holds it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 1 (the test)")
+        held.flush()
+        t0 = time.perf_counter()
+        assert _tiny_run(tmp_path) == 1
+        assert time.perf_counter() - t0 < 5
+    line = _one_error_line(capsys)
+    assert "is in use by another run" in line and "--out-dir" in line
+    assert not (run / "results.json").exists()
+    assert _tiny_run(tmp_path) == 0  # released: the folder is free again
+
+
+def test_lock_folder_excludes_another_process_and_is_reentrant(tmp_path):
+    script = ("import sys, time\nfrom cssl._io import lock_folder\nwith lock_folder(sys.argv[1]):\n"
+              "    print('held', flush=True)\n    time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(FolderLocked, match=f"pid {child.pid}"):
+            with lock_folder(tmp_path):
+                pass
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    with lock_folder(tmp_path), lock_folder(tmp_path):  # free again after a kill; re-entrant in one process
+        pass
+
+
+def test_reproduce_locks_its_folder_and_logs_each_run(tmp_path):
+    small = dict(steps=2, n_train=64, n_test=32, image_size=8, width=4, batch_size=32, knn_k=5)
+    lines = []
+    reproduce("table2", profile="quick", seeds=[0], out=tmp_path, device="cpu", progress=False,
+              log=lines.append, **small)
+    assert len(lines) == 4 and all("final kNN" in line for line in lines)
+    with open(tmp_path / "table2" / "quick-textures" / ".lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(FolderLocked, match="--out"):
+            reproduce("table2", profile="quick", seeds=[1], out=tmp_path, device="cpu", progress=False, **small)
+
+
+def test_cssl_num_threads_is_honoured(tmp_path, capsys, monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("CSSL_NUM_THREADS", "1")
+    try:
+        assert _tiny_run(tmp_path) == 0
+        assert "(1 threads)" in capsys.readouterr().out and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("CSSL_NUM_THREADS", "many")
+    assert _tiny_run(tmp_path) == 1
+    assert "CSSL_NUM_THREADS must be a positive integer" in _one_error_line(capsys)
+
+
+def test_paper_profile_on_cpu_warns_with_the_expected_time(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake_estimate(cfg, device=None):
+        calls.append((cfg.profile, cfg.epochs, str(device)))
+        return {"steps": 78_100, "images_per_s": 3.0, "seconds": 78_100 * 512 / 3.0}
+
+    monkeypatch.setattr(experiments, "estimate_seconds", fake_estimate)
+    monkeypatch.setattr(experiments, "run_in_folder", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    from cssl.data import make_fake_cifar
+
+    md5 = make_fake_cifar(tmp_path, "cifar10", n_train=40, n_test=20)
+    assert main(["train", "--profile", "paper", "--device", "cpu", "--data-root", str(tmp_path), "--data-md5", md5,
+                 "--out-dir", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert calls == [("paper", 800, "cpu")]
+    assert "warning: resnet18 for 78,100 steps of 512 images on the CPU: about 154.3 days" in err and "GPU" in err
+
+
+def test_estimate_seconds_scales_a_measured_step():
+    small = profile_config("quick", "simclr", width=4, steps=10, batch_size=32, device="cpu")
+    est = experiments.estimate_seconds(small, probe_batch=4)
+    assert est["steps"] == 10 and est["images_per_s"] > 0
+    assert est["seconds"] == pytest.approx(32 * 10 / est["images_per_s"])
+    by_epochs = experiments.estimate_seconds(profile_config("paper", "simclr", width=4, device="cpu"), probe_batch=2)
+    assert by_epochs["steps"] == 800 * (50_000 // 512)
 
 
 def test_profile_config_follows_the_authors_recipe():
