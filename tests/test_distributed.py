@@ -1,6 +1,14 @@
-"""Two gloo processes on CPU give the single-process loss and gradients on the same global batch."""
+"""Two gloo processes on CPU give the single-process loss and gradients on the same global batch.
+
+The two ranks meet on 127.0.0.1 through the loopback interface only (``GLOO_SOCKET_IFNAME=lo`` on
+Linux), so the test needs no network; the rendezvous gives up after ``RENDEZVOUS_TIMEOUT_S`` and the
+whole spawn after ``SPAWN_TIMEOUT_S`` (torch's default would wait 30 minutes). Without a working
+loopback interface the test is skipped with that reason, at once.
+"""
 import os
 import socket
+import sys
+import time
 
 import pytest
 import torch
@@ -13,12 +21,26 @@ from cssl.models import MLP, SimCLR
 
 WORLD = 2
 N_LOCAL = 6
+RENDEZVOUS_TIMEOUT_S = 15
+SPAWN_TIMEOUT_S = 45
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _loopback_works(timeout_s: float = 2.0) -> bool:
+    """Whether a TCP connection to ourselves on 127.0.0.1 completes (it hangs with ``lo`` down)."""
+    try:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname(), timeout=timeout_s):
+                return True
+    except OSError:
+        return False
 
 
 def _data():
@@ -52,8 +74,10 @@ def _worker(rank, port, out_dir):
     """One spawn does every check (process start-up dominates the cost)."""
     os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # not the hostname's address: no network needed
     torch.set_num_threads(1)
-    D.init_from_env("cpu")
+    D.init_from_env("cpu", timeout_s=RENDEZVOUS_TIMEOUT_S)
     try:
         x1, x2 = _data()
         sl = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)
@@ -71,8 +95,24 @@ def _worker(rank, port, out_dir):
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory):
+    if not _loopback_works():
+        pytest.skip("no TCP connection on 127.0.0.1 (is the loopback interface down?): gloo cannot rendezvous")
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    ctx = mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + SPAWN_TIMEOUT_S
+    try:
+        while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the {WORLD} ranks did not finish within {SPAWN_TIMEOUT_S} s")
+    except mp.ProcessRaisedException as err:
+        first = str(err).strip().splitlines()[-1]
+        pytest.fail(f"a rank failed (rendezvous limit {RENDEZVOUS_TIMEOUT_S} s): {first}")
+    finally:
+        for proc in ctx.processes:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
     return out
 
 
