@@ -54,8 +54,6 @@ CASES = [
                  TypeError, 'world must be a cssl.World, got str', id='sample_view_triples not world'),
     pytest.param(lambda: worlds.lemma32_counterexample_world(1.5),
                  ValueError, 'q must lie in [0, 1), got 1.5', id='lemma32 q>1'),
-    pytest.param(lambda: worlds.impostor_world(W, point=0, rival_class=0),
-                 ValueError, "rival_class=0 must be another class of the world than the point's", id='impostor rival=class'),
     pytest.param(lambda: metrics.alignment(torch.zeros(3)),
                  TypeError, 'world must be a cssl.World of features (world.map(f)), got Tensor', id='alignment not world'),
     pytest.param(lambda: metrics.uniformity(W, t=0),
