@@ -163,3 +163,157 @@ def test_theorem1_explorer_has_the_sliders_and_redraws():
     assert not plt.get_fignums()  # every rendered figure is closed
     with pytest.raises(ValueError, match="unknown"):
         explore.theorem1_explorer(bogus=1)
+
+
+# ------------------------------------------------------------------ explorers for the static site
+import json  # noqa: E402
+import re  # noqa: E402
+
+from cssl import static_explore  # noqa: E402
+
+
+def _spec(explorer):
+    html = explorer.to_html()
+    match = re.search(r'<script type="application/json" id="[^"]+-spec">(.*?)</script>', html, re.S)
+    assert match, "the explorer's HTML carries its figure as JSON"
+    return json.loads(match.group(1).replace("<\\/", "</"))
+
+
+def _frame(spec, key):
+    return next(f for f in spec["frames"] if f["name"] == "-".join(map(str, key)))
+
+
+def test_theorem1_static_explorer_frames_are_cssl_bounds():
+    sigmas, r_eps, l_delta = (0.8, 0.95, 1.0), (0.0, 0.05), (0.0, 0.2)
+    explorer = static_explore.theorem1_explorer(sigmas, r_eps, l_delta, p_min=0.2, delta_mu=0.1, points=11)
+    assert len(explorer.frames) == 3 * 2 * 2
+    spec = _spec(explorer)
+    eps = np.array(spec["data"][0]["x"])
+    sigma_axis = np.array(spec["data"][3]["x"])
+    for key in [(0, 0, 0), (1, 1, 0), (2, 1, 1)]:
+        s, R, ld = sigmas[key[0]], r_eps[key[1]], l_delta[key[2]]
+        paper, corrected, shade_p, shade_c, bound, dot = _frame(spec, key)["data"]
+        for values, coefficient in ((paper, "paper"), (corrected, "corrected")):
+            rho = bounds.rho_max(s, ld, eps, R, [0.2, 0.8], 1.0, 1.0, coefficient=coefficient)
+            assert values["y"] == pytest.approx(bounds.theorem1_threshold(rho, 0.1, 1.0), rel=1e-4, abs=1e-4)
+        rho0 = bounds.rho_max(sigma_axis, ld, 0.0, R, [0.2, 0.8], 1.0, 1.0)
+        can_hold = np.asarray(bounds.theorem1_threshold(rho0, 0.1, 1.0)) > -1
+        assert [v is not None for v in shade_p["y"]] == can_hold.tolist()
+        assert bound["y"] == pytest.approx(bounds.theorem1_bound(sigma_axis, R), rel=1e-4)
+        assert dot["y"] == pytest.approx([bounds.theorem1_bound(s, R)], rel=1e-4)
+    # the frames differ: moving a slider changes the figure
+    assert _frame(spec, (0, 0, 0))["data"][0]["y"] != _frame(spec, (2, 0, 0))["data"][0]["y"]
+
+
+def test_theorem3_static_explorer_frames_are_cssl_bounds_with_gaps_for_minus_infinity():
+    explorer = static_explore.theorem3_explorer(L2=(0.1, 1.2), R_eps=(0.0, 0.1), classes=(2, 10), points=9)
+    spec = _spec(explorer)
+    eps = np.linspace(0.0, bounds.TAU_BOOK_EPS_MAX, 9)  # the page rounds to 5 digits
+    assert spec["data"][3]["x"] == pytest.approx(eps, rel=1e-4)
+    for key in [(1, 0, 0), (1, 1, 1), (0, 0, 0)]:
+        l2, R, k = (0.1, 1.2)[key[0]], (0.0, 0.1)[key[1]], (2, 10)[key[2]]
+        rhs = np.asarray(bounds.theorem3_rhs(l2, 4 * R, 1 / k, 1 / k, eps))
+        got = _frame(spec, key)["data"][0]["y"]
+        assert [v is None for v in got] == (~np.isfinite(rhs)).tolist()
+        finite = np.isfinite(rhs)
+        assert np.array([v for v in got if v is not None]) == pytest.approx(rhs[finite], rel=1e-4)
+    # L2 = 0.1 with K = 2 lies below the floor: for small eps the log's argument is <= 0, a gap
+    gaps = [v is None for v in _frame(spec, (0, 0, 0))["data"][0]["y"]]
+    assert gaps[0] and not gaps[-1]
+    assert "vacuous" in _frame(spec, (1, 0, 0))["layout"]["title"]["text"]
+
+
+def test_results_explorer_reads_the_committed_runs():
+    from cssl import runcache
+
+    explorer = static_explore.results_explorer("table1", methods=["simclr"], seeds=[0, 1])
+    spec = _spec(explorer)
+    assert [c.values for c in explorer.controls][1] == ("kNN top-1 accuracy",
+                                                        "nearest-centre accuracy 1 − Err(<i>G<sub>f</sub></i>)")
+    steps = explorer.controls[0].values
+    frame = _frame(spec, (len(steps) - 1, 0))
+    cells = ["abcde", "abcd", "abc", "ab", "a"]
+    expected = []
+    for cell in cells:
+        accs = []
+        for m, c, s, config in runcache.grid_configs("table1", methods=["simclr"], seeds=[0, 1]):
+            if c == cell:
+                accs.append(100 * runcache.load_run("table1", c, config).final["knn_top1"])
+        expected.append(np.mean(accs))
+    assert frame["data"][1]["y"] == pytest.approx(expected, rel=1e-4)
+    assert spec["layout"]["xaxis"]["ticktext"] == cells
+
+
+def test_results_explorer_refuses_missing_runs(tmp_path):
+    with pytest.raises(ValueError, match="missing or stale.*reproduce table1"):
+        static_explore.results_explorer("table1", methods=["simclr"], seeds=[0], root=tmp_path)
+
+
+def test_sigma_explorer_is_grid_concentration_on_the_same_images():
+    from cssl import study
+    from cssl.experiments import profile_config
+    from cssl.train import load_dataset
+
+    data = load_dataset(profile_config("book", "simclr", device="cpu"))
+    explorer = static_explore.sigma_explorer("table1", n_images=36, views=(1, 2), spaces=("standardised",),
+                                             n_deltas=6, data=data)
+    assert len(explorer.frames) == 2
+    spec = _spec(explorer)
+    x, y = study.eval_subset(data, 36)
+    grid = np.array(_frame(spec, (1, 0))["data"][0]["x"])
+    direct = study.grid_concentration("table1", x, y, grid, n_views=2, profile="book")
+    for i, cell in enumerate(["abcde", "abcd", "abc", "ab", "a"]):
+        curve = _frame(spec, (1, 0))["data"][i]["y"]
+        assert curve == pytest.approx(direct[cell].sigma.numpy(), rel=1e-4)
+        assert np.all(np.diff(curve) >= 0)
+
+
+def test_static_explorer_html_is_self_contained_and_validated():
+    explorer = static_explore.theorem3_explorer(L2=(1.0, 1.5), R_eps=(0.0,), classes=(2,), points=5)
+    html = explorer.to_html()
+    assert not re.search(r'<script[^>]+src=', html), "plotly.js is loaded from the site, never a fixed URL"
+    assert "http://" not in html and "https://" not in html
+    assert static_explore.PLOTLY_JS in html and "data-content_root" in html
+    assert explorer._repr_html_() == html
+    assert "2 frames" in repr(explorer) and "L2(f) (2)" in explorer.summary()
+    spec = _spec(explorer)
+    assert [s["name"] for s in spec["layout"]["sliders"]] == ["c0", "c1", "c2"]
+    assert len({f["name"] for f in spec["frames"]}) == len(spec["frames"]) == 2
+    bad = dict(type="scatter", x=[0, 1], colour="red")  # misspelt property: plotly's schema refuses it
+    with pytest.raises(ValueError):
+        static_explore.StaticExplorer("bad", [bad], {}, [static_explore.Control("a", ("1",))],
+                                      lambda key: {"data": [dict(y=[0, 1])]}, frame_traces=[0])
+
+
+def test_static_explorer_rejects_bad_input():
+    ok = [dict(type="scatter", x=[0, 1])]
+    control = static_explore.Control("a", ("1", "2"))
+    with pytest.raises(ValueError, match="name"):
+        static_explore.StaticExplorer("Bad Name", ok, {}, [control], lambda k: {"data": [{}]}, frame_traces=[0])
+    with pytest.raises(ValueError, match="frame_traces lists 1"):
+        static_explore.StaticExplorer("x", ok, {}, [control], lambda k: {"data": []}, frame_traces=[0])
+    with pytest.raises(ValueError, match="at least one control"):
+        static_explore.StaticExplorer("x", ok, {}, [], lambda k: {"data": [{}]}, frame_traces=[0])
+    with pytest.raises(ValueError, match="initial index"):
+        static_explore.Control("a", ("1",), initial=3)
+    with pytest.raises(ValueError, match="sigmas entry"):
+        static_explore.theorem1_explorer(sigmas=(0.0,))
+    with pytest.raises(ValueError, match="spaces"):
+        static_explore.sigma_explorer(spaces=("pixels",))
+
+
+def test_write_plotly_js_serves_the_pinned_bundle(tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    path = static_explore.write_plotly_js(tmp_path)
+    assert path == tmp_path / static_explore.PLOTLY_JS
+    assert path.read_text(encoding="utf-8") == get_plotlyjs()
+    with pytest.raises(ValueError, match="site_dir"):
+        static_explore.write_plotly_js(tmp_path / "absent")
+
+
+def test_requirements_pin_the_plotly_that_is_installed():
+    from pathlib import Path
+
+    pins = (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines()
+    assert f"plotly=={static_explore.plotly_version()}" in pins
