@@ -318,3 +318,23 @@ def test_ledger_lists_every_recorded_claim():
     assert len(data_rows) == len(records), f"ledger shows {len(data_rows)} claims, {len(records)} recorded"
     for r in records:
         assert f'href="{r["chapter"]}.html#{r["label"]}"' in body or f'#{r["label"]}"' in body, r["label"]
+
+
+def test_instructors_page_offers_every_assignment_without_solutions():
+    _requirement((HTML / "index.html").is_file(), "the site is not built")
+    import zipfile
+
+    page = (HTML / "chapters" / "95_instructors.html").read_text(encoding="utf-8")
+    masters = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/*.ipynb") if p.stem == p.parent.name)
+    assert masters, "no assignment masters found"
+    for name in masters:
+        assert f'href="../assignments/{name}-student.zip"' in page, f"the instructors' page does not offer {name}"
+        archive = HTML / "assignments" / f"{name}-student.zip"
+        assert archive.is_file(), f"{archive} was not built (_ext/book_assets.py publish_assignments)"
+        with zipfile.ZipFile(archive) as z:
+            names = z.namelist()
+            assert f"{name}.ipynb" in names, names
+            text = z.read(f"{name}.ipynb").decode("utf-8")
+        assert not any("autograder" in n for n in names), names
+        for secret in ("# BEGIN SOLUTION", "# HIDDEN", "# BEGIN TESTS"):
+            assert secret not in text, f"{name}: the student notebook contains {secret!r}"
