@@ -41,6 +41,10 @@ __all__ = [
     "TAU_BOOK_EPS_MAX",
     "infonce_l2_floor",
     "theorem3_rhs_floor",
+    "theorem3_rhs_jensen_floor",
+    "t_infonce_l2_jensen_floor",
+    "t_infonce_vacuity_alignment",
+    "infonce_l2_jensen_floor",
     "theorem3_vacuity_threshold",
     "theorem4_rhs",
     "tau_prime_book",
@@ -444,8 +448,39 @@ def infonce_l2_floor(eps, *, alignment_floor: Literal["linear", "quadratic"] = "
     return _ret(np.logaddexp(a_min, -1.0))
 
 
+def infonce_l2_jensen_floor(L1):
+    r"""**The book's** floor of ``L_2`` for every encoder on the unit sphere: ``L_2 >= log(1 + e^{-L_1})``.
+
+    ``l(a, b) = log(e^a + e^b)`` is jointly convex and increasing in each argument, so by Jensen
+    ``L_2 = E l(a, b) >= l(E a, E b)`` with ``E a = E_x ||m(x)||^2 = -L_1`` (``m(x)`` the mean feature of the
+    views of ``x``) and ``E b = ||E f||^2 >= 0``; hence ``L_2 >= log(e^{-L_1} + 1) >= log 2``. ``L1`` is the
+    alignment part of eq. (5) (``-1 <= L1 <= 0`` on the unit sphere); returns the floor elementwise.
+    """
+    L1 = _arr(L1, "L1", low=-1.0 - 1e-12, high=1e-12)
+    return _ret(np.logaddexp(-L1, 0.0))
+
+
+def theorem3_rhs_jensen_floor(eps, L1=0.0):
+    r"""**The book's** floor of Theorem 3's right-hand side for every encoder, ``eps >= 0`` and ``tau >= 0``.
+
+    With :func:`infonce_l2_jensen_floor`, ``L_2 + tau >= log(1 + e^{-L_1})``, and ``p_k p_l <= 1/4`` for
+    two distinct classes, so the right-hand side of Theorem 3 (:func:`theorem3_rhs`) is at least
+
+        log((1 + e^{-L_1})^4 - e^{1 - eps})  >=  log(16 - e) ~= 2.586   (at L_1 = 0, eps = 0),
+
+    above ``1 >= mu_k^T mu_l``: the theorem is true for every encoder and never informative. A perfectly
+    aligned encoder (``L_1 = -1``) has the floor ``log((1 + e)^4 - e^{1 - eps}) >= 5.238``.
+    """
+    eps = _arr(eps, "eps", low=0)
+    c = np.asarray(infonce_l2_jensen_floor(L1))
+    return _ret(np.log((np.exp(c)) ** 4 - np.exp(1.0 - eps)))
+
+
 def theorem3_rhs_floor(eps, *, alignment_floor: Literal["linear", "quadratic"] = "linear"):
-    r"""Smallest value Theorem 3's right-hand side can take for a perfectly aligned encoder (book's observation).
+    r"""A floor of Theorem 3's right-hand side from a per-point argument (book's first, weaker observation).
+
+    Superseded by :func:`theorem3_rhs_jensen_floor`, which is above 1 for every encoder and every
+    ``eps >= 0``; this per-point floor falls below 1 beyond ``eps*`` only because its argument is weak.
 
     With ``R_eps = 0``, any ``tau >= 0`` and ``p_k p_l <= 1/4`` (two distinct classes), the
     right-hand side is at least::
@@ -783,6 +818,36 @@ def t_infonce_pair_bound_book(L2, R_eps, p, eps, r) -> np.ndarray:
     p_k, p_l = _pair_masses(p)
     y = (L2 + (4 * r ** 2 + math.log(1 + 4 * r ** 2)) * R_eps) / (p_k * p_l)
     return r ** 2 + 0.5 - 1 / (2 * (np.exp(np.minimum(y, 700)) - 1 / (1 + eps ** 2)))
+
+
+def t_infonce_l2_jensen_floor(L_align, r):
+    r"""**The book's** floor of ``L_2^t`` for every encoder on the sphere of radius ``r``.
+
+    ``phi(a, b) = log(k(a) + k(b))``, ``k(u) = 1/(1 + u)``, is jointly convex and decreasing in each
+    argument on ``[0, inf)^2`` (Chapter 7, *lem-tinfonce-convex*), so by Jensen ``L_2^t = E phi(u+, u-)
+    >= phi(E u+, E u-)`` with ``E u+ = L_align`` and ``E u- = 2 r^2 - 2 ||E f||^2 <= 2 r^2``::
+
+        L_2^t >= log(1/(1 + L_align) + 1/(1 + 2 r^2)).
+    """
+    L_align = _arr(L_align, "L_align", low=0)
+    r = check_real(r, "r", low=0, low_open=True)
+    return _ret(np.log(1.0 / (1.0 + L_align) + 1.0 / (1.0 + 2.0 * r ** 2)))
+
+
+def t_infonce_vacuity_alignment(r) -> float:
+    r"""**The book's** largest ``L_align`` for which *thm-book-t-div* is provably vacuous on the sphere of radius ``r``.
+
+    The bound of :func:`t_infonce_pair_bound_book` is ``>= r^2`` (the trivial bound) as soon as
+    ``exp((L_2^t + tau_t R_eps) / (p_k p_l)) >= 1 + 1/(1 + eps^2)``, which holds when ``exp(4 L_2^t) >= 2``
+    (``p_k p_l <= 1/4``). By :func:`t_infonce_l2_jensen_floor` that is implied by
+    ``1/(1 + L_align) + 1/(1 + 2 r^2) >= 2^{1/4}``, i.e. ``L_align <= 1/(2^{1/4} - 1/(1 + 2 r^2)) - 1``.
+    Returns that value (``0.1684`` at ``r = 1``, ``0.9137`` at ``r = 1/2``), or ``-inf`` when no
+    ``L_align >= 0`` qualifies (``r > 1.4638``: the argument says nothing there).
+    """
+    r = check_real(r, "r", low=0, low_open=True)
+    gap = 2 ** 0.25 - 1.0 / (1.0 + 2.0 * r ** 2)
+    value = 1.0 / gap - 1.0
+    return float(value) if value >= 0 else -math.inf
 
 
 def t_infonce_mean_bound_book(L2, p, centre_gram, a, r) -> tuple[float, float]:

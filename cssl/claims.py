@@ -1,48 +1,48 @@
-"""The claims ledger: every inequality the book states is checked with its real numbers and recorded.
+"""The claims ledger: every statement the book checks is recorded with a verdict computed from its check.
 
-A *claim* is one checkable statement tied to the label of a ``{prf:...}`` block, for example
+A *claim* is one checkable statement tied to the label of a ``{prf:...}`` box, for example
 "Theorem 1: Err(G_f) <= (1 - sigma) + R_eps on 200 random worlds". A chapter opens a
-:class:`Ledger`, calls :meth:`Ledger.check` for each claim, and ends with :meth:`Ledger.verdicts`,
-whose printed table (labels and verdicts, no raw floats) sits in the chapter's one
-``# NBVAL_CHECK_OUTPUT`` cell so that nbval fails when a verdict changes.
+:class:`Ledger`, records each claim, and ends with :meth:`Ledger.verdicts`, whose printed table (box
+number and title, check, verdict, margin, sensitivity) sits in the chapter's one ``# NBVAL_CHECK_OUTPUT``
+cell so that nbval fails when a verdict changes.
 
 ``check(label, lhs, rel, rhs)`` evaluates ``lhs rel rhs`` elementwise (one entry per world, seed or
 example), raises :class:`ClaimFailed` naming the claim and its numbers when any entry fails, and
 otherwise records
 
-    label, name, kind (symbolic | exact | empirical), relation, lhs, rhs, margin, seeds, verdict
+    label, name, kind (symbolic | exact | empirical), relation, lhs, rhs, margin, seeds, verdict, box,
+    sensitivity
 
 where the *margin* is the worst-case slack: ``min(rhs - lhs)`` for ``<=``/``<``, ``min(lhs - rhs)`` for
-``>=``/``>``, and ``tol - max|lhs - rhs|`` for ``==``. A margin >= 0 means the claim holds.
+``>=``/``>``, and ``tol - max|lhs - rhs|`` for ``==``.
 
-The *verdict* says what the check establishes about the paper:
+**Verdicts are computed, never passed in.** The ledger decides each claim's verdict from how it was
+checked and from the statement's box in the book (:func:`book_boxes`):
 
-* ``"holds"``: the statement holds on these numbers;
-* ``"fails as printed"``: a finding; the check asserts a counterexample to the paper's statement as
-  printed (the corrected statement gets a ``"holds"`` claim of its own);
-* ``"not reproduced at this scale"``: an empirical claim of the paper that the book's CPU-scale
-  experiment does not show; the check asserts what was actually observed.
+* ``"fails as printed"``: recorded by :meth:`Ledger.refute`, which checks the *negation* of the
+  paper's printed relation and must name the box of the corrected statement;
+* ``"true but vacuous"``: the check holds and ``floor=`` names a recorded claim that holds and shows the
+  bound cannot be informative (a proved floor, e.g. "the right-hand side is >= 1 for every encoder");
+* ``"open"``: an ``exact`` check (worlds, grids, searches) of a theorem, lemma, proposition or corollary
+  that the book does not prove (no ``{prf:proof}`` follows its box): no counterexample in
+  ``tries`` cases, never "holds";
+* ``"holds"``: every other check that passed: a statement the book proves, checked on its cases; a
+  sympy identity or proof; an observation, example or definition checked on all its cases;
+* ``"regression test"``: a check that cannot fail (``regression=`` gives the reason); it is shown but left
+  out of the verdict counts;
+* ``"reproduces"`` / ``"reversed"`` / ``"inconclusive"``: :meth:`Ledger.compare`, from a paired
+  Student-t interval over >= 5 seeds (see :func:`paired_effect`).
 
-Those three are stated by the chapter and asserted by the check. The verdict of an *experiment* is
-computed instead, never passed in: :meth:`Ledger.compare` takes per-seed values of two settings the paper
-orders (``higher > lower``), forms a paired Student-t confidence interval for the mean difference and
-records
-
-* ``"reproduces"``: the interval lies above 0, so the seeds show the paper's direction;
-* ``"reversed"``: the interval lies below 0, so the seeds show the opposite direction;
-* ``"inconclusive"``: the interval contains 0; the seeds cannot tell the direction. This is *not*
-  ``"holds"``: the paper's claim is neither confirmed nor contradicted at this scale.
-
-``compare`` raises only for bad input; a reversed or inconclusive result is a finding and is recorded. Its
-margin is the interval's lower end (negative unless the claim reproduces) and its ``extra`` holds the
-effect and interval (:func:`format_effect` renders them as text).
-
-:meth:`Ledger.check_pattern` checks a relation the paper states for several cases (steps of a table,
-seeds) with the observed direction of each case pinned in the chapter: ``"holds"`` for the cases that
-follow the paper, the opposite relation with ``"not reproduced at this scale"`` for the others, so that a
-re-run in which any case changes direction fails instead of quietly changing its verdict. It is a
-regression test of the observed directions, not an estimate of the effect: a case counts as ``"+"`` however
-small its difference and however noisy the seeds; use :meth:`Ledger.compare` to estimate an effect.
+**Every check is shown able to fail.** Each inequality claim also records its *sensitivity*: the same
+check against the bound moved 10 % of its size towards the other side (``b -/+ 0.1 |b|``; where ``b = 0``,
+see below), or against ``sharper=`` (a proposed sharper bound) when given, and whether it then
+fails; and whether it still passes against the bound 10 times tighter (``b/10`` for a positive upper
+bound, ``10 b`` for a positive lower bound): then it is shown as "loose by >= 10x". A bound of 0 has no
+size: a case with ``b = 0`` moves by the largest ``|b|`` of the claim, and where every bound is 0 (a
+sign) by the largest ``|lhs|``, so a sign check fails against the tighter bound exactly when some case
+is within 10 % of the largest one of being 0 (a single case never is). An
+identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
+0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
 
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
 of the chapter's source cells and of the ``cssl`` sources. :func:`collect` (the ledger page) reads
@@ -65,6 +65,7 @@ import numpy as np
 from ._io import atomic_write_json
 
 __all__ = [
+    "Box",
     "Claim",
     "ClaimFailed",
     "Ledger",
@@ -72,21 +73,38 @@ __all__ = [
     "RELATIONS",
     "VERDICTS",
     "COMPUTED_VERDICTS",
+    "COUNTED_VERDICTS",
     "MIN_SEEDS",
+    "book_boxes",
     "book_root",
     "collect",
     "format_effect",
+    "format_margin",
     "paired_effect",
     "ledger_markdown",
+    "sensitivity_text",
+    "sensitivity_summary",
+    "sensitivity_markdown",
+    "exception_reason",
 ]
 
 KINDS = ("symbolic", "exact", "empirical")
 RELATIONS = ("<=", "<", ">=", ">", "==")
-#: Verdicts computed by :meth:`Ledger.compare` from a paired confidence interval (never passed in).
+#: Verdicts computed by :meth:`Ledger.compare` from a paired confidence interval.
 COMPUTED_VERDICTS = ("reproduces", "reversed", "inconclusive")
-VERDICTS = ("holds", "fails as printed", "not reproduced at this scale", *COMPUTED_VERDICTS)
+#: Every verdict the ledger computes (see the module docstring for how).
+VERDICTS = ("holds", "fails as printed", "true but vacuous", "open", "regression test",
+            *COMPUTED_VERDICTS)
+#: The verdicts that count as findings about a statement (a regression test does not).
+COUNTED_VERDICTS = tuple(v for v in VERDICTS if v != "regression test")
+#: Box types whose statements are universal: without a proof in the book their checks are "open". (A
+#: conjecture of the paper is an empirical claim: the experiments decide it with :meth:`Ledger.compare`,
+#: and its exact checks are about the finite data it names, e.g. the printed table.)
+UNIVERSAL_BOXES = ("theorem", "lemma", "proposition", "corollary")
 #: The fewest seeds :meth:`Ledger.compare` accepts.
 MIN_SEEDS = 5
+#: The share of its size by which a bound is moved to show that a check can fail.
+TIGHTEN = 0.1
 _OPPOSITE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]*$")
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -117,6 +135,8 @@ class Claim:
     tol: float = 0.0
     n_cases: int = 1
     extra: dict = field(default_factory=dict)
+    box: dict | None = None
+    sensitivity: dict | None = None
 
     def __repr__(self) -> str:
         margin = "inf" if abs(self.margin) >= 1e300 else f"{self.margin:.3g}"
@@ -258,6 +278,232 @@ def source_hash(notebook: str | os.PathLike | None) -> str:
     return h.hexdigest()
 
 
+# -------------------------------------------------------------------- the statements' boxes
+@dataclass(frozen=True)
+class Box:
+    """A ``{prf:...}`` box of the book: its label, type, title, number and whether a proof follows it.
+
+    ``number`` is what Sphinx prints, e.g. ``"Theorem 3.3"``: the chapter's number (its place among the
+    chapters of the numbered parts of ``_toc.yml``) and the box's place among the boxes of its type in
+    that chapter (sphinx-proof numbers each type separately per chapter); ``"Theorem"`` for a box marked
+    ``:nonumber:`` or outside a numbered part. ``proved`` is true when the next ``{prf:...}`` directive
+    after the box is a ``{prf:proof}``.
+    """
+
+    label: str
+    type: str
+    title: str
+    number: str
+    chapter: str
+    proved: bool
+
+    @property
+    def heading(self) -> str:
+        """``"Theorem 3.3 (Theorem 1 of the paper)"``, the way the book prints the box."""
+        return f"{self.number} ({self.title})" if self.title else self.number
+
+
+_DIRECTIVE = re.compile(r"^[ \t]*(`{3,}|:{3,})\{prf:([a-z]+)\}[ \t]*(.*?)[ \t]*$", flags=re.M)
+
+
+def _toc_layout(root: Path) -> list[tuple[str, bool]]:
+    """Every chapter file of ``_toc.yml`` in book order, with whether its part is numbered."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8")) or {}
+    out: list[tuple[str, bool]] = []
+
+    def walk(entries, numbered):
+        for entry in entries or []:
+            if isinstance(entry, dict) and "file" in entry:
+                out.append((str(entry["file"]), numbered))
+                walk(entry.get("sections"), numbered)
+
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"), bool(part.get("numbered")))
+    walk(toc.get("chapters"), bool(toc.get("numbered")))
+    return out
+
+
+def _markdown_text(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        return "\n".join("".join(c.get("source", "")) for c in nb.get("cells", [])
+                         if c.get("cell_type") == "markdown")
+    return path.read_text(encoding="utf-8")
+
+
+def _parse_boxes(text: str, chapter: str, number: int | None) -> list[Box]:
+    directives = list(_DIRECTIVE.finditer(text))
+    counters: dict[str, int] = {}
+    boxes: list[Box] = []
+    for i, m in enumerate(directives):
+        kind = m.group(2)
+        if kind == "proof":
+            continue
+        options = text[m.end():m.end() + 400].split("\n")[1:6]
+        label = next((o.split(":label:", 1)[1].strip() for o in options if ":label:" in o), None)
+        nonumber = any(":nonumber:" in o for o in options)
+        name = kind.capitalize()
+        if number is not None and not nonumber:
+            counters[kind] = counters.get(kind, 0) + 1
+            name = f"{name} {number}.{counters[kind]}"
+        proved = i + 1 < len(directives) and directives[i + 1].group(2) == "proof"
+        if label:
+            boxes.append(Box(label=label, type=kind, title=m.group(3), number=name, chapter=chapter,
+                             proved=proved))
+    return boxes
+
+
+_BOX_CACHE: dict = {}
+
+
+def book_boxes(root: str | os.PathLike | None = None) -> dict[str, Box]:
+    """Every labelled ``{prf:...}`` box of the book, by label (see :class:`Box` for the numbering).
+
+    Reads the chapters named in ``_toc.yml`` (notebooks' markdown cells and ``.md`` pages); cached
+    until a chapter file changes. Empty when the folder has no ``_toc.yml``.
+    """
+    root = book_root(root)
+    if not (root / "_toc.yml").is_file():
+        return {}
+    files = []
+    for entry, numbered in _toc_layout(root):
+        path = next((p for p in (root / f"{entry}.ipynb", root / f"{entry}.md", root / entry)
+                     if p.is_file()), None)
+        if path is not None:
+            files.append((path, numbered))
+    key = (str(root), tuple((str(p), p.stat().st_mtime_ns, n) for p, n in files))
+    if key not in _BOX_CACHE:
+        boxes: dict[str, Box] = {}
+        chapter_number = 0
+        for path, numbered in files:
+            chapter_number += numbered
+            for box in _parse_boxes(_markdown_text(path), path.stem,
+                                    chapter_number if numbered else None):
+                boxes.setdefault(box.label, box)
+        _BOX_CACHE.clear()
+        _BOX_CACHE[key] = boxes
+    return _BOX_CACHE[key]
+
+
+# -------------------------------------------------------------------- sensitivity
+def _tightened(a: np.ndarray, rel: str, b: np.ndarray, share: float, factor: bool) -> np.ndarray:
+    """The bound ``b`` moved towards ``a``'s side: by ``share`` of its size, or ``factor``-fold (10x)."""
+    finite = np.abs(b[np.isfinite(b)])
+    scale = finite.max() if finite.size and finite.max() > 0 else np.abs(a[np.isfinite(a)]).max(initial=0.0)
+    size = np.where(b != 0, np.abs(b), scale)
+    upper = rel in ("<=", "<")
+    if not factor:
+        return b - share * size if upper else b + share * size
+    # ten times tighter: b/10 for a positive upper bound, 10 b for a negative one; the mirror for lower
+    step = np.where(b > 0, 0.9, np.where(b < 0, 9.0, 0.9)) if upper else \
+        np.where(b > 0, 9.0, np.where(b < 0, 0.9, 0.9))
+    return b - step * size if upper else b + step * size
+
+
+def _inequality_sensitivity(a: np.ndarray, rel: str, b: np.ndarray, sharper) -> dict:
+    finite = np.isfinite(b) & np.isfinite(a)  # an infinite bound stays infinite when moved
+    with np.errstate(invalid="ignore", over="ignore"):
+        ten = _tightened(a, rel, b, TIGHTEN, False)
+        fails10 = bool(not (_holds(_margins(a, rel, ten, 0.0), rel) | ~finite).all())
+        tenfold = _tightened(a, rel, b, TIGHTEN, True)
+        loose = bool((_holds(_margins(a, rel, tenfold, 0.0), rel) | ~finite).all())
+    out = {"test": "bound moved 10%", "fails": fails10, "fails_10pct": fails10, "loose_10x": loose}
+    if sharper is not None:
+        s = np.broadcast_to(np.asarray(sharper, dtype=float).reshape(-1), a.shape) \
+            if np.size(sharper) in (1, a.size) else None
+        if s is None:
+            raise ValueError(f"sharper must be a scalar or one value per case ({a.size}), "
+                             f"got {np.size(sharper)} values")
+        fails = bool(not _holds(_margins(a, rel, s, 0.0), rel).all())
+        out.update(test="sharper bound", fails=fails, fails_sharper=fails)
+    return out
+
+
+def _identity_sensitivity(a: np.ndarray, b: np.ndarray, tol: float) -> dict:
+    delta = np.where(b != 0, 0.1 * np.abs(b), 0.1)
+    rejected = bool((np.abs(a - (b + delta)) > tol).any())
+    return {"test": "perturbed rhs", "fails": rejected, "perturbed_rejected": rejected}
+
+
+def sensitivity_text(claim) -> str:
+    """The sensitivity of a claim in words: ``fails at -10%``, ``loose >= 10x``, ``rejects rhs+10%``..."""
+    sens = claim.get("sensitivity") if isinstance(claim, dict) else getattr(claim, "sensitivity", None)
+    verdict = claim.get("verdict") if isinstance(claim, dict) else getattr(claim, "verdict", "")
+    if not sens:
+        return "-"
+    if sens["test"] == "perturbed rhs":
+        return "rejects perturbed rhs" if sens["fails"] else "ACCEPTS perturbed rhs"
+    if sens["test"] == "symbolic proof":
+        return "sympy proof"
+    if verdict == "fails as printed":
+        return "counterexample"
+    if sens["test"] == "bound 0":
+        return "sign only (bound 0)"
+    if sens.get("loose_10x"):
+        return "loose by >= 10x"
+    if sens["test"] == "sharper bound":
+        return "fails at sharper bound" if sens["fails"] else "passes at sharper bound"
+    return "fails at 10% tighter" if sens["fails"] else "passes at 10% tighter"
+
+
+def sensitivity_summary(records: Iterable) -> dict:
+    """Inequality claims (not refutations, regression tests or experiments) and how many can fail.
+
+    Returns ``{"n": ..., "fail_10pct": ..., "share": ..., "loose_10x": [...], "exceptions": [...]}``
+    where an exception is a claim whose check still passes against the 10 % tighter bound (or its
+    sharper bound).
+    """
+    rows = []
+    for r in records:
+        r = r if isinstance(r, dict) else asdict(r)
+        sens = r.get("sensitivity") or {}
+        if sens.get("test") in ("bound moved 10%", "sharper bound", "bound 0") and r["verdict"] in (
+                "holds", "true but vacuous", "open"):
+            rows.append(r)
+    fails = [r for r in rows if r["sensitivity"]["fails"]]
+    return {"n": len(rows), "fail_10pct": len(fails), "share": len(fails) / len(rows) if rows else 1.0,
+            "loose_10x": [r for r in rows if r["sensitivity"].get("loose_10x")],
+            "exceptions": [r for r in rows if not r["sensitivity"]["fails"]]}
+
+
+def exception_reason(record) -> str:
+    """Why an inequality claim still passes against a tighter bound: its ``loose`` reason, or the rule."""
+    r = record if isinstance(record, dict) else asdict(record)
+    extra = r.get("extra") or {}
+    if extra.get("loose"):
+        return extra["loose"]
+    if r["verdict"] == "true but vacuous":
+        return "vacuous: its floor claim puts the bound far above the quantity"
+    if (r.get("sensitivity") or {}).get("test") == "bound 0":
+        return "a sign: the bound 0 has no size to move, and no sharper bound was proposed"
+    return "no reason recorded"
+
+
+def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
+    """The exceptions of :func:`sensitivity_summary` as a MyST table: box, check, verdict, test, reason."""
+    boxes = book_boxes(book_root(root))
+    summary = sensitivity_summary(records)
+    lines = ["| statement | check | verdict | against a tighter bound | why |", "|---|---|---|---|---|"]
+    for r in summary["exceptions"]:
+        box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
+        where = (f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`")
+        lines.append(f"| {where} | {_md_cell(r['name'] or '-')} | {r['verdict']} | "
+                     f"{sensitivity_text(r)} | {_md_cell(exception_reason(r))} |")
+    return "\n".join(lines) if summary["exceptions"] else "*Every inequality check fails against a tighter bound.*"
+
+
+def format_margin(margin: float) -> str:
+    """A margin for tables: two significant digits, ``0`` below 1e-9 in size, ``inf`` for infinities."""
+    margin = float(margin)
+    if abs(margin) >= 1e300:
+        return "inf" if margin > 0 else "-inf"
+    if abs(margin) < 1e-9:
+        return "0"
+    return f"{margin:.2g}"
+
+
 class Ledger:
     """The claims of one chapter.
 
@@ -295,34 +541,87 @@ class Ledger:
             raise ValueError(f"claim {label!r} {name!r} was already checked in chapter {self.chapter}; "
                              "give each check of the same statement a distinct name")
 
+    def _box(self, label: str) -> Box | None:
+        """The box of ``label`` in the book; None when the book's chapters are not there (outside the book).
+
+        Raises when the chapter's notebook exists but no chapter of the book has a box with this label.
+        """
+        boxes = book_boxes(self.root)
+        if label in boxes:
+            return boxes[label]
+        if self.notebook.is_file() and boxes:
+            raise ValueError(f"claim {label!r}: no {{prf:...}} box of the book has this label; "
+                             "a claim must check a statement the book states in a box")
+        return None
+
+    def _verdict(self, label: str, kind: str, box: Box | None, *, role: str, floor) -> tuple[str, dict]:
+        """The computed verdict of a check that passed, and what it rests on (recorded in ``extra``)."""
+        if role == "regression":
+            return "regression test", {}
+        if role == "refutation":
+            return "fails as printed", {}
+        if floor is not None:
+            return "true but vacuous", {}
+        if (kind == "exact" and box is not None and box.type in UNIVERSAL_BOXES
+                and not box.proved):
+            return "open", {"reason": f"{box.number} has no proof in the book; a check on cases"}
+        return "holds", {}
+
+    def _floor(self, label: str, floor) -> dict | None:
+        if floor is None:
+            return None
+        if isinstance(floor, Claim):
+            found = floor if floor in self.claims else None
+        elif isinstance(floor, tuple) and len(floor) == 2:
+            found = next((c for c in self.claims if (c.label, c.name) == floor), None)
+        else:
+            raise TypeError(f"claim {label!r}: floor must be a recorded Claim or a (label, name) pair")
+        if found is None:
+            raise ValueError(f"claim {label!r}: the floor {floor!r} is not a claim of this chapter; "
+                             "check the floor first (it is a claim of its own)")
+        if found.verdict != "holds":
+            raise ValueError(f"claim {label!r}: the floor {found.label} ({found.name}) has verdict "
+                             f"{found.verdict!r}; a floor must be a claim that holds")
+        return {"label": found.label, "name": found.name, "statement": found.statement}
+
     def check(self, label: str, lhs, rel: str, rhs, *, statement: str, kind: str, name: str = "",
-              seeds: Sequence[int] | None = None, tol: float = 0.0, verdict: str = "holds",
-              extra: dict | None = None) -> Claim:
-        """Check ``lhs rel rhs`` for every entry, record the claim, and return it.
+              seeds: Sequence[int] | None = None, tol: float = 0.0, extra: dict | None = None,
+              floor=None, sharper=None, tries: int | None = None, regression: str | None = None,
+              loose: str | None = None, _role: str = "statement", _corrected: str | None = None,
+              _sensitivity: dict | None = None) -> Claim:
+        """Check ``lhs rel rhs`` for every entry, record the claim with its computed verdict, return it.
 
         ``lhs`` and ``rhs`` are numbers or arrays of equal length (one entry per case: world, seed,
         example) or one of them a scalar. ``rel`` is one of ``<=, <, >=, >, ==``; ``==`` means
         ``|lhs - rhs| <= tol``. ``kind`` is ``symbolic``, ``exact`` or ``empirical``; ``seeds`` lists
-        the seeds of an empirical claim. Raises :class:`ClaimFailed` when any entry fails, with the
-        label, the statement and the offending values; raises ``ValueError`` for NaN values, an
-        unknown relation, kind or verdict, or an empty label. The verdict is one of ``"holds"``, ``"fails
-        as printed"`` or ``"not reproduced at this scale"``; the verdicts of :meth:`compare` are computed and
-        cannot be passed here.
+        the seeds of an empirical claim. The verdict is computed (module docstring): ``floor`` (a recorded
+        :class:`Claim`, or its ``(label, name)``) that holds and shows the bound uninformative makes it
+        ``"true but vacuous"``; an exact check of an unproved theorem is ``"open"`` after ``tries`` cases
+        (default: the number of cases); ``regression`` (the reason a check cannot fail) makes it a
+        ``"regression test"``. ``sharper`` is a proposed sharper bound (scalar or one per case) used for
+        the sensitivity instead of the 10 % move; ``loose`` says why a check that still passes against
+        the tighter bound cannot be tighter (shown on the ledger page). Raises :class:`ClaimFailed` when any entry fails, with
+        the label, the statement and the offending values; raises ``ValueError`` for NaN values, an
+        unknown relation or kind, an empty label, a label with no box in the book, or a floor that is
+        not a holding claim of this chapter.
         """
         self._validate(label, statement, kind, name)
         if rel not in RELATIONS:
             raise ValueError(f"claim {label!r}: unknown relation {rel!r}; use one of {', '.join(RELATIONS)}")
-        if verdict not in VERDICTS:
-            raise ValueError(f"claim {label!r}: unknown verdict {verdict!r}; use one of {VERDICTS}")
-        if verdict in COMPUTED_VERDICTS:
-            raise ValueError(f"claim {label!r}: the verdict {verdict!r} is computed from seeds by "
-                             "Ledger.compare, never passed in; call compare with the per-seed values")
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"claim {label!r}: tol must be a finite number >= 0, got {tol!r}")
         if rel != "==" and tol:
             raise ValueError(f"claim {label!r}: tol only applies to '=='; an inequality is checked exactly")
         if kind == "empirical" and not seeds:
             raise ValueError(f"claim {label!r}: an empirical claim must list the seeds it was run on")
+        if regression is not None and (not isinstance(regression, str) or not regression.strip()):
+            raise ValueError(f"claim {label!r}: regression must say why the check cannot fail")
+        if sharper is not None and rel == "==":
+            raise ValueError(f"claim {label!r}: sharper applies to an inequality, not to '=='")
+        if tries is not None and (not isinstance(tries, (int, np.integer)) or tries < 1):
+            raise ValueError(f"claim {label!r}: tries must be a positive integer, got {tries!r}")
+        box = self._box(label)
+        floor_info = self._floor(label, floor)
         a = _as_values(lhs, "lhs", label)
         b = _as_values(rhs, "rhs", label)
         if a.size != b.size and 1 not in (a.size, b.size):
@@ -340,58 +639,60 @@ class Ledger:
                 f"{statement}\n  {what}: lhs {rel} rhs{tol_txt} is false for lhs={_short(a[bad])}, "
                 f"rhs={_short(b[bad])}" + (f", seeds={[list(seeds)[i] for i in bad[:4]]}"
                                             if seeds is not None and len(seeds) == a.size else ""))
+        if _sensitivity is not None:
+            sens = _sensitivity
+        elif rel == "==":
+            sens = _identity_sensitivity(a, b, tol)
+        else:
+            sens = _inequality_sensitivity(a, rel, b, sharper)
+        verdict, why = self._verdict(label, kind, box, role=_role if regression is None else "regression",
+                                     floor=floor_info)
+        info = dict(extra or {}) | why
+        if floor_info is not None:
+            info["floor"] = floor_info
+        if _corrected is not None:
+            info["corrected"] = _corrected
+        if regression is not None:
+            info["regression"] = regression.strip()
+        if loose is not None:
+            if not isinstance(loose, str) or not loose.strip():
+                raise ValueError(f"claim {label!r}: loose must say why the check passes a tighter bound")
+            info["loose"] = loose.strip()
+        if verdict == "open":
+            info["tries"] = int(tries if tries is not None else a.size)
         m = float(np.min(margin))
         keep = slice(0, MAX_STORED_VALUES)  # the record keeps the first values; the margin covers all
         claim = Claim(chapter=self.chapter, label=label, name=name, statement=statement.strip(), kind=kind,
                       relation=rel, lhs=[_jsonable(x) for x in a[keep]], rhs=[_jsonable(x) for x in b[keep]],
                       margin=m if math.isfinite(m) else (1e308 if m > 0 else -1e308),
                       verdict=verdict, seeds=None if seeds is None else [int(s) for s in seeds],
-                      tol=float(tol), n_cases=int(a.size), extra=dict(extra or {}))
+                      tol=float(tol), n_cases=int(a.size), extra=info,
+                      box=None if box is None else asdict(box), sensitivity=sens)
         self.claims.append(claim)
         if self.record:
             self.save()
         return claim
 
-    def check_pattern(self, label: str, lhs, rel: str, rhs, pattern: str, *, statement: str, name: str,
-                      kind: str = "empirical", seeds: Sequence[int] | None = None,
-                      cases: Sequence[str] | None = None) -> list[Claim]:
-        """Check a relation the paper states for several cases, pinning the cases where it was not reproduced.
+    def refute(self, label: str, lhs, printed: str, rhs, *, corrected: str, statement: str, kind: str,
+               name: str = "", seeds: Sequence[int] | None = None, extra: dict | None = None) -> Claim:
+        """Record a counterexample: the paper prints ``lhs printed rhs``; check its negation on every case.
 
-        ``pattern`` has one character per case: ``"+"`` where the paper's ``lhs[i] rel rhs[i]`` was observed,
-        ``"-"`` where the opposite relation (``>`` for ``<=``, ``<=`` for ``>``, ...) was observed. The
-        pattern is read off a first run and written into the chapter, so a case that changes direction
-        fails the check (:class:`ClaimFailed`) rather than silently changing the verdict. Records at most
-        two claims under ``label``: the ``"+"`` cases with verdict ``"holds"`` and the ``"-"`` cases with
-        the opposite relation and verdict ``"not reproduced at this scale"``. ``cases`` names the cases in
-        the statements (default ``case 0, case 1, ...``). Returns the claims recorded.
+        The check is ``lhs not-printed rhs`` (``>`` for a printed ``<=``, ``>=`` for ``<``, and so on),
+        true on each given case, so each case is a counterexample to the statement as printed; the
+        verdict is ``"fails as printed"``. ``corrected`` is the label of the box of the corrected
+        statement (its own claims hold); the ledger page links it. Raises :class:`ClaimFailed` when the
+        printed relation holds on some case (that case is no counterexample), ``ValueError`` for a
+        ``printed`` that is not an inequality or a ``corrected`` label with no box in the book.
         """
-        if rel not in _OPPOSITE:
-            raise ValueError(f"claim {label!r}: check_pattern needs an inequality (<, <=, >, >=), got {rel!r}")
-        a, b = _as_values(lhs, "lhs", label), _as_values(rhs, "rhs", label)
-        n = max(a.size, b.size)
-        if a.size != b.size and 1 not in (a.size, b.size):
-            raise ValueError(f"claim {label!r}: lhs has {a.size} values and rhs {b.size}; "
-                             "give one value per case on both sides, or a scalar on one side")
-        a, b = np.broadcast_to(a, (n,)), np.broadcast_to(b, (n,))
-        if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - {"+", "-"}:
-            raise ValueError(f"claim {label!r}: pattern must be a string of {n} characters '+' (the paper's "
-                             f"relation holds) or '-' (the opposite holds), one per case; got {pattern!r}")
-        names = [f"case {i}" for i in range(n)] if cases is None else [str(c) for c in cases]
-        if len(names) != n:
-            raise ValueError(f"claim {label!r}: {len(names)} case names for {n} cases")
-        claims_ = []
-        for sign, relation, verdict in (("+", rel, "holds"), ("-", _OPPOSITE[rel], "not reproduced at this scale")):
-            idx = [i for i, p in enumerate(pattern) if p == sign]
-            if not idx:
-                continue
-            where = ", ".join(names[i] for i in idx)
-            text = (f"{statement}: {rel} holds for {where}" if sign == "+" else
-                    f"{statement}: the opposite ({relation}) holds for {where}, not the paper's {rel}")
-            claims_.append(self.check(label, a[idx], relation, b[idx], statement=text, kind=kind,
-                                      name=f"{name} ({len(idx)} of {n} {'hold' if sign == '+' else 'reversed'})",
-                                      seeds=seeds,
-                                      verdict=verdict))
-        return claims_
+        if printed not in _OPPOSITE:
+            raise ValueError(f"claim {label!r}: printed must be the paper's inequality (<, <=, >, >=), "
+                             f"got {printed!r}")
+        if not isinstance(corrected, str) or not _LABEL.match(corrected):
+            raise ValueError(f"claim {label!r}: corrected must be the label of the corrected statement's box")
+        self._box(corrected)
+        return self.check(label, lhs, _OPPOSITE[printed], rhs, statement=statement, kind=kind, name=name,
+                          seeds=seeds, extra=dict(extra or {}) | {"printed": printed},
+                          _role="refutation", _corrected=corrected)
 
     def compare(self, label: str, higher, lower, *, seeds: Sequence[int], statement: str, name: str,
                 confidence: float = 0.95, kind: str = "empirical") -> Claim:
@@ -443,39 +744,55 @@ class Ledger:
             raise ValueError(f"claim {label!r}: seeds must be integers, got {seeds!r}")
         if len(set(int(s) for s in seeds)) != n:
             raise ValueError(f"claim {label!r}: seeds must be distinct, got {seeds!r}")
+        box = self._box(label)
         effect, ci_low, ci_high, sd, verdict = paired_effect(h, lo_vals, confidence)
         keep = slice(0, MAX_STORED_VALUES)
         claim = Claim(chapter=self.chapter, label=label, name=name, statement=statement.strip(), kind=kind,
                       relation=">", lhs=[float(x) for x in h[keep]], rhs=[float(x) for x in lo_vals[keep]],
                       margin=ci_low, verdict=verdict, seeds=[int(s) for s in seeds], n_cases=n,
                       extra={"effect": effect, "ci_low": ci_low, "ci_high": ci_high, "confidence": float(confidence),
-                             "interval": "paired t", "n": n, "sd": sd})
+                             "interval": "paired t", "n": n, "sd": sd},
+                      box=None if box is None else asdict(box))
         self.claims.append(claim)
         if self.record:
             self.save()
         return claim
 
-    def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None) -> Claim:
+    def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None,
+                       regression: str | None = None) -> Claim:
         """Check a symbolic identity ``lhs == rhs`` with sympy: ``simplify(lhs - rhs)`` must be 0.
 
-        The recorded lhs/rhs are 0 and the simplified difference (which is 0 when the claim holds).
+        The recorded lhs/rhs are 0 and the simplified difference (which is 0 when the claim holds). Its
+        sensitivity: the same simplification with the right-hand side perturbed (``rhs (1 + 1/10)``, or
+        ``rhs + 1/10`` when ``rhs`` is 0) must leave a nonzero difference.
         """
         import sympy as sp
 
-        diff = sp.simplify(sp.sympify(lhs) - sp.sympify(rhs))
-        if assumptions is not None:
-            diff = sp.simplify(sp.refine(diff, assumptions))
+        def reduce(expr):
+            diff = sp.simplify(expr)
+            if assumptions is not None:
+                diff = sp.simplify(sp.refine(diff, assumptions))
+            return diff
+
+        left, right = sp.sympify(lhs), sp.sympify(rhs)
+        diff = reduce(left - right)
         if diff != 0:
             raise ClaimFailed(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not "
                               f"hold: {statement}\n  sympy leaves lhs - rhs = {diff}, not 0")
+        bumped = right * sp.Rational(11, 10) if reduce(right) != 0 else right + sp.Rational(1, 10)
+        rejected = reduce(left - bumped) != 0
         return self.check(label, 0.0, "==", 0.0, statement=statement, kind="symbolic", name=name,
-                          extra={"identity": f"{sp.sstr(lhs)} == {sp.sstr(rhs)}"})
+                          extra={"identity": f"{sp.sstr(lhs)} == {sp.sstr(rhs)}"}, regression=regression,
+                          _sensitivity={"test": "perturbed rhs", "fails": bool(rejected),
+                                        "perturbed_rejected": bool(rejected)})
 
-    def check_proof(self, label: str, proof, *, name: str = "", statement: str | None = None) -> Claim:
+    def check_proof(self, label: str, proof, *, name: str = "", statement: str | None = None,
+                    regression: str | None = None) -> Claim:
         """Record a :class:`cssl.symbolic.Proof` (sympy proved ``lhs relation rhs``); raise if it did not hold.
 
         The recorded lhs/rhs are 0 and 0: the evidence is the proof's method and residual, kept in
-        ``extra``.
+        ``extra``. For an identity (relation ``==``) the sensitivity records that the perturbed right-hand
+        side ``rhs (1 + 1/10)`` (or ``rhs + 1/10``) is rejected; an inequality proof records ``sympy proof``.
         """
         import sympy as sp
 
@@ -485,24 +802,56 @@ class Ledger:
         if not proof.holds:
             raise ClaimFailed(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''} does not hold: "
                               f"{text}\n  sympy could not prove it; residual {proof.residual}")
+        sens = {"test": "symbolic proof", "fails": None}
+        if getattr(proof, "relation", None) == "==":
+            right = sp.sympify(proof.rhs)
+            bumped = right * sp.Rational(11, 10) if sp.simplify(right) != 0 else right + sp.Rational(1, 10)
+            rejected = sp.simplify(sp.sympify(proof.lhs) - bumped) != 0
+            sens = {"test": "perturbed rhs", "fails": bool(rejected), "perturbed_rejected": bool(rejected)}
         return self.check(label, 0.0, "==", 0.0, statement=text, kind="symbolic", name=name,
-                          extra={"method": proof.method, "residual": sp.sstr(proof.residual)})
+                          extra={"method": proof.method, "residual": sp.sstr(proof.residual)},
+                          regression=regression, _sensitivity=sens)
 
     # ---------------------------------------------------------------- reporting
     def verdict_lines(self) -> list[str]:
-        """The verdict table as lines: label, name, kind and verdict of each claim, no raw floats."""
-        rows = [(c.label, c.name or "-", c.kind, c.verdict) for c in self.claims]
-        head = ("label", "check", "kind", "verdict")
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+        """The verdict table as lines: box, check, verdict, margin and sensitivity of each claim.
+
+        The box is its number and title as the book prints them (the label when the claim's box is not
+        in the book); the margin has two significant digits (an experiment shows its effect and
+        interval); the sensitivity says whether the check fails against a tighter bound.
+        """
+        rows = []
+        for c in self.claims:
+            box = Box(**c.box).heading if c.box else c.label
+            box = box.replace("$", "")
+            box = box if len(box) <= 44 else box[:43] + "…"
+            check = c.name or "-"
+            check = check if len(check) <= 38 else check[:37] + "…"
+            margin = f"effect {format_effect(c)}" if "effect" in c.extra else format_margin(c.margin)
+            rows.append((box, check, c.verdict, margin, sensitivity_text(c)))
+        head = ("statement", "check", "verdict", "margin", "can fail?")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        lines = [f"Chapter {self.chapter}: {len(rows)} claim(s), all checked", fmt.format(*head),
+        counts = {v: sum(c.verdict == v for c in self.claims) for v in VERDICTS}
+        tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        lines = [f"Chapter {self.chapter}: {len(rows)} claim(s), all checked ({tally})", fmt.format(*head),
                  fmt.format(*("-" * w for w in widths))]
         return lines + [fmt.format(*r).rstrip() for r in rows]
 
     def verdicts(self) -> None:
-        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell) and save the record."""
+        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell) and save the record.
+
+        Raises when the chapter checked nothing, or when a refutation's corrected statement has no claim
+        that holds in this chapter.
+        """
         if not self.claims:
             raise ValueError(f"chapter {self.chapter} checked no claims; every chapter checks at least one")
+        held = {c.label for c in self.claims if c.verdict in ("holds", "true but vacuous")}
+        for c in self.claims:
+            target = c.extra.get("corrected")
+            if target is not None and target not in held:
+                raise ValueError(f"claim {c.label} ({c.name}) refutes the printed statement and names "
+                                 f"{target!r} as corrected, but no claim of {target!r} holds in this chapter")
         if self.record:
             self.save()
         print("\n".join(self.verdict_lines()))
@@ -580,29 +929,51 @@ def _chapter_title(root: Path, chapter: str) -> str:
     return chapter
 
 
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
     """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
 
-    Columns: the statement checked (linked with ``{prf:ref}``), the claim in words, kind, verdict,
-    margin (worst-case slack) and the number of cases with their seeds. For a claim of
-    :meth:`Ledger.compare` the margin column shows the effect and its interval instead, e.g.
-    ``effect +0.032 [0.011, 0.053] (paired t, 95%)``.
+    Columns: the statement's box (its number, linked with ``{prf:ref}``, and its title), the claim in
+    words, kind, verdict (with the corrected statement of a refutation, the floor of a vacuous claim,
+    the number of tries of an open one), margin (worst-case slack; for :meth:`Ledger.compare` the effect
+    and its interval, e.g. ``effect +0.032 [0.011, 0.053] (paired t, 95%)``), whether the check can fail
+    (:func:`sensitivity_text`) and the number of cases with their seeds.
     """
     root = book_root(root)
+    boxes = book_boxes(root)
     blocks: list[str] = []
     chapters = list(dict.fromkeys(r["chapter"] for r in records))
     for chapter in chapters:
         rows = [r for r in records if r["chapter"] == chapter]
         lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", "",
-                 "| statement | claim | kind | verdict | margin | cases |", "|---|---|---|---|---|---|"]
+                 "| statement | claim | kind | verdict | margin | can fail? | cases |",
+                 "|---|---|---|---|---|---|---|"]
         for r in rows:
             cases = f"{r['n_cases']}" + (f" (seeds {', '.join(map(str, r['seeds']))})" if r.get("seeds") else "")
-            margin = r["margin"]
-            margin_txt = "inf" if abs(margin) >= 1e300 else f"{margin:.3g}"
-            if "effect" in (r.get("extra") or {}):
+            extra = r.get("extra") or {}
+            margin_txt = format_margin(r["margin"])
+            if "effect" in extra:
                 margin_txt = f"effect {format_effect(r, describe=True)}"
-            stmt = r["statement"].replace("|", "\\|")
-            lines.append(f"| {{prf:ref}}`{r['label']}` | {stmt} | {r['kind']} | {r['verdict']} | "
-                         f"{margin_txt} | {cases} |")
+            box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
+            where = (f"{{prf:ref}}`{box['number']} <{r['label']}>` ({box['title']})" if box
+                     else f"{{prf:ref}}`{r['label']}`")
+            verdict = r["verdict"]
+            if "corrected" in extra:
+                target = boxes.get(extra["corrected"])
+                verdict += f"; corrected: {{prf:ref}}`{target.number if target else extra['corrected']}" \
+                           f" <{extra['corrected']}>`"
+            if "floor" in extra:
+                floor = boxes.get(extra["floor"]["label"])
+                verdict += f"; floor: {{prf:ref}}`{floor.number if floor else extra['floor']['label']}" \
+                           f" <{extra['floor']['label']}>` ({_md_cell(extra['floor']['name'])})"
+            if "tries" in extra:
+                verdict += f": no counterexample in {extra['tries']} tries"
+            if "regression" in extra:
+                verdict += f" ({_md_cell(extra['regression'])})"
+            lines.append(f"| {_md_cell(where)} | {_md_cell(r['statement'])} | {r['kind']} | {verdict} | "
+                         f"{margin_txt} | {sensitivity_text(r)} | {cases} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "*No claims recorded yet.*"

@@ -372,11 +372,16 @@ def prove_lemma32_final_algebra(dim: int = 3) -> Proof:
 
     Hypotheses (all as nonnegative slacks): ``s1 = f^T mu_l - r^2 (1 - rho)``, ``s2 = r^2 - ||mu_l||^2``
     (Jensen), ``s3 = ||mu_k||^2 - r^2 (1 - Delta_mu)`` (definition of ``Delta_mu``), and
-    ``s4 = r^2 sqrt(2 rho) + mu_l^T mu_k - f^T mu_k`` (Cauchy-Schwarz with ``||f - mu_l||^2 =
-    2 rho r^2 - s2 - 2 s1 <= 2 rho r^2`` and ``||mu_k|| <= r``). The proof shows
+    ``s4 = r^2 sqrt(2 rho) + mu_l^T mu_k - f^T mu_k``. ``s1 >= 0`` is step 3, ``s2, s3 >= 0`` are
+    definitions; ``s4 >= 0`` is derived here, not assumed: with ``x = f - mu_l`` and ``y = mu_k``,
+    ``s4 = r^2 sqrt(2 rho) - x^T y``, and Lagrange's identity ``||x||^2 ||y||^2 - (x^T y)^2 =
+    sum_{i<j} (x_i y_j - x_j y_i)^2`` (checked in ``R^dim``) gives ``(x^T y)^2 <= ||x||^2 ||y||^2 <=
+    (2 rho r^2)(r^2)`` because ``||x||^2 = 2 rho r^2 - s2 - 2 s1 <= 2 rho r^2`` and ``||y||^2 <= r^2``
+    (Jensen). The proof shows
 
     * ``||f - mu_k||^2 - ||f - mu_l||^2 = ||mu_k||^2 - ||mu_l||^2 + 2 f^T mu_l - 2 f^T mu_k`` in ``R^dim``;
     * ``||f - mu_l||^2 = 2 rho r^2 - s2 - 2 s1`` given ``||f||^2 = r^2``;
+    * ``s4 >= 0`` by Lagrange's identity (``details["lagrange_gap"] == 0``);
     * ``lhs - rhs = 2 s1 + s2 + s3 + 2 s4 >= 0`` with
       ``rhs = 2 [r^2 (1 - rho - sqrt(2 rho) - Delta_mu/2) - mu_l^T mu_k]``.
     """
@@ -399,12 +404,20 @@ def prove_lemma32_final_algebra(dim: int = 3) -> Proof:
     rhs = 2 * (r ** 2 * (1 - rho - sp.sqrt(2 * rho) - Delta_mu / 2) - G)
     certificate = 2 * s1 + s2 + s3 + 2 * s4
     cert_gap = sp.expand(lhs - rhs - certificate.subs(slack_values))
-    coefficients_nonneg = all(certificate.coeff(s) >= 0 for s in (s1, s2, s3, s4))
-    holds = identity_gap == 0 and dist_l_gap == 0 and cert_gap == 0 and coefficients_nonneg
+    # s4 >= 0: Cauchy-Schwarz for x = f - mu_l, y = mu_k, from Lagrange's identity in R^dim
+    x, y = f - mu_l, mu_k
+    lagrange_gap = sp.expand(dot(x, x) * dot(y, y) - dot(x, y) ** 2
+                             - sum((x[i] * y[j] - x[j] * y[i]) ** 2
+                                   for i in range(dim) for j in range(i + 1, dim)))
+    s4_form = sp.expand(r ** 2 * sp.sqrt(2 * rho) + dot(mu_l, mu_k) - dot(f, mu_k)
+                        - (r ** 2 * sp.sqrt(2 * rho) - dot(x, y)))
+    holds = (identity_gap == 0 and dist_l_gap == 0 and cert_gap == 0 and lagrange_gap == 0
+             and s4_form == 0)
     return Proof("||f - mu_k||^2 - ||f - mu_l||^2 >= 2[r^2(1 - rho - sqrt(2 rho) - Delta_mu/2) - mu_l^T mu_k]",
                  lhs, rhs, ">=", certificate, holds,
                  "lhs - rhs equals a nonnegative combination of nonnegative slacks", "book, notes 3.2 steps 4-5, 11.8",
-                 {"slacks": slack_values, "vector_identity_gap": identity_gap, "distance_identity_gap": dist_l_gap})
+                 {"slacks": slack_values, "vector_identity_gap": identity_gap, "distance_identity_gap": dist_l_gap,
+                  "lagrange_gap": lagrange_gap, "s4_is_r2_sqrt2rho_minus_xTy": s4_form})
 
 
 def prove_lemma41_identity(n_points: int = 2, n_views: int = 2, dim: int = 2) -> Proof:

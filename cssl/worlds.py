@@ -40,6 +40,8 @@ import torch
 from ._validate import as_tensor, check_int, check_probability_vector, check_real
 
 __all__ = [
+    "impostor_world",
+    "threshold_edge_world",
     "World",
     "random_world",
     "nuisance_world",
@@ -429,6 +431,68 @@ def near_threshold_world(num_classes: int, points_per_class, n_views: int, dim: 
         raise ValueError(f"bisection could not reach target_inner_product={target:g} within tol={tol:g} "
                          "(the max inner product is not monotone in the cosine here); use centre_cosine")
     return World(views, labels, weights, k)
+
+
+def impostor_world(world: World, *, point: int = 0, rival_class: int = 1, offset: float = 0.02) -> World:
+    """``world`` with the clean view of ``point`` moved next to (not onto) the first point of ``rival_class``.
+
+    View 0 of ``point`` becomes ``r * normalize(v + offset * roll(v))`` with ``v`` the rival's clean
+    view, so the point is misclassified by the nearest centre, leaves ``S_eps`` (its other views stay in
+    its own class) and keeps ``d_A = 0`` to its own class's main part: on a world with ``sigma = 1``
+    Theorem 1's bound ``(1 - sigma) + R_eps`` is then attained, ``Err(G_f) = R_eps``. The augmented
+    sets of different classes stay disjoint for ``offset > 0``.
+    """
+    n = check_int(point, "point", low=0)
+    if n >= world.views.shape[0]:
+        raise ValueError(f"point={n} is not a point of the world (it has {world.views.shape[0]})")
+    rival_class = check_int(rival_class, "rival_class", low=0)
+    if rival_class >= world.num_classes or rival_class == int(world.labels[n]):
+        raise ValueError(f"rival_class={rival_class} must be another class of the world than the point's")
+    offset = check_real(offset, "offset", low=0, low_open=True)
+    views = world.views.clone()
+    rival = views[int(world.class_members(rival_class)[0]), 0]
+    radius = float(rival.norm())
+    views[n, 0] = radius * torch.nn.functional.normalize(rival + offset * rival.roll(1), dim=0)
+    return World(views, world.labels, world.weights, world.num_classes)
+
+
+def threshold_edge_world(num_classes: int, points_per_class, n_views: int, dim: int, *, delta: float,
+                         eps: float, slack: float = 0.01, coefficient: str = "paper",
+                         impostor: bool = True, point_spread: float = 0.005, view_spread: float = 0.002,
+                         seed: int = 0, iterations: int = 8):
+    r"""A world where condition (2) of Theorem 1 holds with a chosen small slack (identity encoder).
+
+    Builds :func:`near_threshold_world` with ``target_inner_product`` and iterates
+    ``target <- target + (threshold - max_{k != l} mu_k^T mu_l) - slack`` (the threshold
+    ``r^2 (1 - rho_max - sqrt(2 rho_max) - Delta_mu / 2)`` of eq. (2) moves with the world) until the
+    slack of (2) is ``slack`` within 1e-3 (``r = L = 1``). With ``impostor`` the result goes through
+    :func:`impostor_world`, so that ``Err(G_f)`` equals the bound ``(1 - sigma) + R_eps`` while (2)
+    barely holds: the worlds on which a check of Theorem 1 is tightest. Returns ``(world, check)`` with
+    ``check`` the :func:`cssl.bounds.theorem1_check` of the world at ``(delta, eps)`` with the exact
+    ``sigma`` of :func:`cssl.concentration.main_parts`. Raises ``ValueError`` when the threshold is out
+    of reach of the centres (below ``-1/(K-1)`` and the spreads' floor).
+    """
+    from .bounds import theorem1_check
+    from .concentration import main_parts
+
+    slack = check_real(slack, "slack", low=0, low_open=True)
+    iterations = check_int(iterations, "iterations", low=1)
+    k = check_int(num_classes, "num_classes", low=2)
+    target, chk = -1.0 / (k - 1) + 0.05, None
+    for _ in range(iterations):
+        world = near_threshold_world(k, points_per_class, n_views, dim, target_inner_product=target,
+                                     point_spread=point_spread, view_spread=view_spread, seed=seed)
+        if impostor:
+            world = impostor_world(world)
+        sigma = main_parts(world, delta, method="exact").sigma
+        chk = theorem1_check(world, sigma, delta, eps, 1.0, 1.0, coefficient=coefficient)
+        gap = chk.threshold - chk.max_centre_inner_product
+        if abs(gap - slack) <= 1e-3:
+            return world, chk
+        target += gap - slack
+    raise ValueError(f"condition (2) could not be brought to slack {slack:g} (last slack "
+                     f"{chk.threshold - chk.max_centre_inner_product:.3g}, threshold {chk.threshold:.3g}); "
+                     "the threshold may be below the reachable centre inner products")
 
 
 def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: int = 2,

@@ -345,3 +345,28 @@ BAD_CALLS = [
 def test_bad_input_is_refused_with_a_clear_message(call, exc, word):
     with pytest.raises(exc, match=word):
         call()
+
+
+def test_jensen_floors_of_l2_and_theorem3():
+    """L_2 >= log(1 + e^{-L_1}) >= log 2, and Theorem 3's right-hand side >= log(16 - e) > 1."""
+    assert B.infonce_l2_jensen_floor(0.0) == pytest.approx(math.log(2))
+    assert B.infonce_l2_jensen_floor(-1.0) == pytest.approx(math.log(1 + math.e))
+    assert B.theorem3_rhs_jensen_floor(0.0) == pytest.approx(math.log(16 - math.e))
+    assert B.theorem3_rhs_jensen_floor(0.0, -1.0) == pytest.approx(math.log((1 + math.e) ** 4 - math.e))
+    eps, l1 = np.meshgrid(np.linspace(0, 20, 41), np.linspace(-1, 0, 41))
+    assert np.all(B.theorem3_rhs_jensen_floor(eps.ravel(), l1.ravel()) >= math.log(16 - math.e) - 1e-12)
+    # the floor is the right-hand side of Theorem 3 at L2 = floor, tau = 0, p_k = p_l = 1/2
+    for e_, l_ in [(0.0, 0.0), (0.7, -0.4), (3.0, -1.0)]:
+        assert B.theorem3_rhs(B.infonce_l2_jensen_floor(l_), 0.0, 0.5, 0.5, e_) == pytest.approx(
+            B.theorem3_rhs_jensen_floor(e_, l_))
+    with pytest.raises(ValueError, match="L1"):
+        B.infonce_l2_jensen_floor(0.5)
+
+
+def test_t_infonce_vacuity_alignment():
+    """At the returned L_align the Jensen floor of L2_t equals log(2)/4 exactly; r > 1.4638 gives -inf."""
+    for r in (0.25, 0.5, 1.0, 1.4):
+        a = B.t_infonce_vacuity_alignment(r)
+        assert B.t_infonce_l2_jensen_floor(a, r) == pytest.approx(math.log(2) / 4)
+    assert B.t_infonce_vacuity_alignment(1.0) == pytest.approx(0.1683966, abs=1e-6)
+    assert B.t_infonce_vacuity_alignment(1.5) == -math.inf

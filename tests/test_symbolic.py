@@ -168,3 +168,10 @@ def test_bad_arguments():
         S.prove_theorem4_core(2, 2, 1, 1)
     with pytest.raises(TypeError, match="n"):
         S.eta_small_eps_limit(1.5)
+
+
+def test_lemma32_final_algebra_derives_cauchy_schwarz():
+    """s4 >= 0 is derived (Lagrange's identity), not a hypothesis: its gap is checked to vanish."""
+    proof = S.prove_lemma32_final_algebra(dim=3)
+    assert proof.details["lagrange_gap"] == 0 and proof.details["s4_is_r2_sqrt2rho_minus_xTy"] == 0
+    assert proof.holds

@@ -163,3 +163,24 @@ def test_nuisance_world_structure_and_determinism():
         nuisance_world(nuisance=-1.0)
     with pytest.raises(TypeError):
         nuisance_world(seed=1.5)
+
+
+def test_impostor_world_attains_theorem1_bound():
+    from cssl.worlds import impostor_world
+    from cssl import metrics
+    w = near_threshold_world(2, 8, 4, 3, centre_cosine=-0.8, point_spread=0.005, view_spread=0.002, seed=0)
+    imp = impostor_world(w)
+    assert imp.views[0, 0].norm() == pytest.approx(1.0)
+    assert metrics.nearest_centre_error(imp) == pytest.approx(float(imp.weights[0]))
+    with pytest.raises(ValueError, match="rival_class"):
+        impostor_world(w, rival_class=0)
+
+
+def test_threshold_edge_world_has_small_slack_and_err_equal_bound():
+    from cssl.worlds import threshold_edge_world
+    _, chk = threshold_edge_world(2, 8, 4, 3, delta=0.02, eps=0.01, slack=0.01, seed=0)
+    assert chk.condition_holds
+    assert chk.threshold - chk.max_centre_inner_product == pytest.approx(0.01, abs=1e-3)
+    assert chk.err == pytest.approx(chk.bound)
+    with pytest.raises(ValueError, match="slack"):
+        threshold_edge_world(2, 8, 4, 3, delta=0.02, eps=0.01, slack=0.0)
