@@ -1,15 +1,20 @@
 """Course assignments (otter-grader, tools/build_assignments.py): the build works, otter's check grades every
-solutions notebook with full marks (public and hidden tests), blank student notebooks score zero, and the
-student notebooks hold neither solution code nor hidden tests. Runs offline (no Docker: otter run locally)."""
+solutions notebook with full marks (public and hidden tests), blank student notebooks score zero, the
+student notebooks hold neither solution code, nor hidden tests, nor the rubrics of the questions graded by
+hand, every part of the book has an assignment, and the grading helpers (forbidden functions, time limits)
+work. Runs offline (no Docker: otter run locally). Grading whole classes of submissions:
+tests/test_assignments_grading.py; the zip's own environment: tests/test_assignments_environment.py."""
 import importlib.util
 import json
 import re
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +23,11 @@ build_assignments = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("build_assignments", build_assignments)
 _spec.loader.exec_module(build_assignments)
 
-# the four assignments the course needs: Chapter 2, Chapter 3, Chapter 5 and the richness experiment
-REQUIRED = {"ch02_concentration", "ch03_theorem1", "ch05_infonce", "ch08_richness"}
+# one assignment per part of the book: I (ch01-02), II (ch03-04, with the printed-R_eps finding),
+# III (ch05-07), IV (ch08-10, on the committed trained-encoder runs), V (ch11-12)
+PARTS = {"ch02_concentration": "I", "ch03_theorem1": "II", "ch05_infonce": "III", "ch08_richness": "IV",
+         "ch12_lipschitz": "V"}
+REQUIRED = set(PARTS)
 # otter-grader 7.0.0 calls DataFrame.drop(inplace=True), which pandas 3.1 deprecates; not ours to fix
 ALL = sorted(m.name for m in build_assignments.find_masters())  # every master under assignments/
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop:Warning")
@@ -71,10 +79,33 @@ def _code_lines(notebook_path: Path) -> set[str]:
 
 def test_required_masters_exist_with_public_and_hidden_tests():
     masters = {m.name: m for m in build_assignments.find_masters()}
-    assert REQUIRED <= set(masters)
+    assert REQUIRED <= set(masters) and len(masters) >= 5
+    assert sorted(set(PARTS.values())) == ["I", "II", "III", "IV", "V"]
     for m in masters.values():
-        assert len(m.questions) >= 2, m.name
-        assert all(public >= 1 and hidden >= 1 for public, hidden in m.questions.values()), m.questions
+        assert len(m.points) >= 2, m.name
+        assert all(m.questions[q][0] >= 1 and m.questions[q][1] >= 1 for q in m.points), m.questions
+        assert len(m.manual) == 1, f"{m.name}: one question explained in words, graded with a rubric"
+    text = (ROOT / "assignments" / "ch08_richness" / "ch08_richness.ipynb").read_text()
+    assert "runcache.grid_configs" in text and "book_runs" in text, "Part IV reads the committed runs"
+    text = (ROOT / "assignments" / "ch03_theorem1" / "ch03_theorem1.ipynb").read_text()
+    assert "printed_counterexample" in text, "Part II rebuilds the counterexample of the errata, row 4"
+
+
+def test_hidden_tests_carry_most_points_and_every_question_is_checked():
+    for m in build_assignments.find_masters():
+        nb = nbformat.read(m.path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION") and "manual" not in cell.source:
+                points = yaml.safe_load(cell.source.split("\n", 1)[1])["points"]
+                assert isinstance(points, list) and len(points) >= 2
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.source.lstrip().startswith("# HIDDEN"):
+                # references are computed in the test, inputs drawn in it: no helper from the student's namespace
+                params = re.search(r"^def \w+\(([^)]*)\)", cell.source, flags=re.M).group(1)
+                for p in (x.strip() for x in params.split(",") if x.strip()):
+                    assert p == "env" or re.search(rf"^\s*fn = student\({p}, ", cell.source, flags=re.M), \
+                        f"{m.name}: hidden test reads {p!r} from the student's namespace without student()"
+                assert "time_limit(" in cell.source, f"{m.name}: every call of student code has a time limit"
 
 
 def test_build_writes_student_notebook_solutions_and_autograder(built):
@@ -83,7 +114,7 @@ def test_build_writes_student_notebook_solutions_and_autograder(built):
         assert r["checked"]
         for key in ("student", "solutions", "autograder"):
             assert r[key].is_file(), f"{name}: missing {key} output {r[key]}"
-        questions = build_assignments.read_master(ROOT / "assignments" / name / f"{name}.ipynb").questions
+        questions = build_assignments.read_master(ROOT / "assignments" / name / f"{name}.ipynb").points
         with zipfile.ZipFile(r["autograder"]) as z:
             members = set(z.namelist())
             tests = "".join(z.read(m).decode() for m in members if m.startswith("tests/"))
@@ -100,7 +131,7 @@ def test_blank_student_notebook_scores_zero(built, name):
     results = grade_submission(str(r["student"]), str(r["autograder"]), quiet=True)
     assert results.possible > 0
     scores = {q: res.score for q, res in results.results.items()}
-    assert set(scores) == set(build_assignments.read_master(ROOT / "assignments" / name / f"{name}.ipynb").questions)
+    assert set(scores) == set(build_assignments.read_master(ROOT / "assignments" / name / f"{name}.ipynb").points)
     assert all(score == 0 for score in scores.values()), f"{name}: a blank notebook earns points: {scores}"
 
 
@@ -115,6 +146,7 @@ def test_student_notebook_holds_no_solution_and_no_hidden_test(built, name):
     assert not [t for t in _hidden_test_names(name) if t in raw], f"{name}: hidden tests in the student notebook"
     kept = built[name]["solutions"].read_text()
     assert all(json.dumps(line)[1:-1] in kept for line in solution), "the solutions notebook keeps the solutions"
+    assert "Rubric" not in raw and "Rubric" in kept, f"{name}: the rubric stays in the instructors' notebook"
 
 
 def test_output_folder_inside_the_repository_is_refused(capsys):
@@ -132,7 +164,8 @@ def _tiny_master(folder: Path, *, config=True, hidden=True, answer="2 * x  # SOL
     if config:
         cells.append(new_raw_cell(f"# ASSIGNMENT CONFIG\nname: {name}\ngenerate:\n  pdf: false\nexport_cell: false\n"
                                   "tests:\n  files: false\n  ok_format: false"))
-    cells += [new_raw_cell("# BEGIN QUESTION\nname: q1"), new_markdown_cell("Double `x`."),
+    cells += [new_raw_cell("# BEGIN QUESTION\nname: q1\npoints: " + ("[0.5, 1.5]" if hidden else "[1]")),
+              new_markdown_cell("Double `x`."),
               new_raw_cell("# BEGIN SOLUTION"), new_code_cell(f"x = 3\ny = {answer}"), new_raw_cell("# END SOLUTION"),
               new_raw_cell("# BEGIN TESTS"), new_code_cell("def test_public(y):\n    assert y is not None\n\ntest_public(y)")]
     if hidden:
@@ -163,3 +196,83 @@ def test_a_wrong_solution_fails_the_build(tmp_path):
     _tiny_master(tmp_path / "masters", answer="2 * x + 1  # SOLUTION")
     with pytest.raises(build_assignments.AssignmentError, match="otter assign failed on tiny"):
         build_assignments.build(out=tmp_path / "out", root=tmp_path / "masters")
+
+
+def test_points_and_manual_questions_are_validated(tmp_path):
+    path = _tiny_master(tmp_path / "share")
+    text = path.read_text().replace("points: [0.5, 1.5]", "points: [1, 1]")
+    path.write_text(text)
+    with pytest.raises(build_assignments.AssignmentError, match="hidden tests carry 50% of its points"):
+        build_assignments.read_master(path)
+    path.write_text(text.replace("points: [1, 1]", "points: 2"))
+    with pytest.raises(build_assignments.AssignmentError, match="'points' as a list"):
+        build_assignments.read_master(path)
+    nb = nbformat.read(_tiny_master(tmp_path / "manual"), as_version=4)
+    nb.cells[-1:-1] = [new_raw_cell("# END QUESTION"), new_raw_cell("# BEGIN QUESTION\nname: q2\nmanual: true"),
+                       new_markdown_cell("Explain."), new_raw_cell("# END QUESTION")]
+    del nb.cells[-1]
+    nbformat.write(nb, tmp_path / "manual" / "tiny" / "tiny.ipynb")
+    with pytest.raises(build_assignments.AssignmentError, match="needs a solution block"):
+        build_assignments.read_master(tmp_path / "manual" / "tiny" / "tiny.ipynb")
+
+
+def _support():
+    return build_assignments._support_module()
+
+
+def test_forbidden_functions_raise_however_they_are_reached_and_come_back():
+    from cssl import bounds
+    from cssl.bounds import rho_max as alias
+
+    support = _support()
+    args = (0.95, 0.05, 0.05, 0.02, [0.25, 0.75], 1.0, 1.0)
+    before = float(bounds.rho_max(*args))
+    with support.forbidden(bounds.rho_max, bounds.theorem1_bound):
+        for call in (lambda: bounds.rho_max(*args), lambda: alias(*args), lambda: bounds.theorem1_bound(0.9, 0.1)):
+            with pytest.raises(RuntimeError, match="forbidden in this question"):
+                call()
+    assert float(alias(*args)) == before and bounds.theorem1_bound(0.9, 0.1) == pytest.approx(0.2)
+    with pytest.raises(RuntimeError, match="rho_max is forbidden"):   # restored even when the block raises
+        with support.forbidden(bounds.rho_max):
+            bounds.rho_max(*args)
+    assert float(bounds.rho_max(*args)) == before
+
+
+def test_time_limit_stops_an_endless_call_and_student_names_a_missing_function():
+    support = _support()
+    t0 = time.perf_counter()
+    with pytest.raises(support.GradingTimeout, match="ran too long"):
+        with support.time_limit(0.5):
+            while True:
+                pass
+    assert time.perf_counter() - t0 < 5
+    with support.time_limit(5):
+        assert sum(range(10)) == 45            # a quick call is not affected
+    with pytest.raises(AssertionError, match="is not defined: run the notebook from the top"):
+        support.student(None, "sigma_of")
+    with pytest.raises(AssertionError, match="must be a function"):
+        support.student(3, "sigma_of")
+
+
+def test_autograder_zip_carries_its_environment_and_time_limits(built):
+    import zipfile
+
+    for name, r in built.items():
+        with zipfile.ZipFile(r["autograder"]) as z:
+            env = yaml.safe_load(z.read("environment.yml"))
+            run_otter = z.read("run_otter.py").decode()
+            names = z.namelist()
+        pip_lines = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        assert "python=3.11" in env["dependencies"]
+        assert any(line.startswith("torch==") and line.endswith("+cpu") for line in pip_lines)
+        assert any(line.startswith("numpy==") for line in pip_lines)
+        wheel = [n for n in names if n.startswith("files/cssl-") and n.endswith(".whl")]
+        assert len(wheel) == 1 and f"/autograder/source/{wheel[0]}" in pip_lines
+        assert "install_cell_timeout()" in run_otter and "files/cssl_autograde.py" in names
+
+
+def test_grade_command_reports_bad_input(capsys, tmp_path):
+    assert build_assignments.main(["--grade", str(tmp_path / "missing.zip"), str(tmp_path / "x.ipynb")]) == 2
+    assert "no such autograder zip" in capsys.readouterr().err
+    assert build_assignments.main(["--grade", str(tmp_path / "missing.zip")]) == 2
+    assert "at least one submission" in capsys.readouterr().err
