@@ -86,6 +86,8 @@ __all__ = [
     "sensitivity_summary",
     "sensitivity_markdown",
     "exception_reason",
+    "result_status",
+    "STATUSES",
 ]
 
 KINDS = ("symbolic", "exact", "empirical")
@@ -887,30 +889,37 @@ def _execute(notebook: Path, timeout: int) -> None:
 
 
 def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (), rebuild_stale: bool = True,
-            timeout: int = 600) -> list[dict]:
+            timeout: int = 600, passes: int = 3) -> list[dict]:
     """All recorded claims of the book's chapters, in book order.
 
-    For each chapter notebook in ``_toc.yml`` (minus ``exclude``), reads ``_build/claims/<chapter>.json``;
-    when it is missing or its source hash is stale and ``rebuild_stale`` is true, executes the chapter
-    first (which rewrites the record). Raises when a chapter still has no current record.
+    For each chapter notebook in ``_toc.yml`` that records claims (its code opens a ``Ledger``), minus
+    ``exclude``, reads ``_build/claims/<chapter>.json``; when it is missing or its source hash is stale
+    and ``rebuild_stale`` is true, executes the chapter first (which rewrites the record). A change of
+    the sources while chapters run makes earlier records stale again, so the sweep is repeated up to
+    ``passes`` times. Raises when a chapter still has no current record.
     """
     root = book_root(root)
-    out: list[dict] = []
-    for chapter in _toc_chapters(root):
-        if chapter in set(exclude):
-            continue
-        notebook = root / "chapters" / f"{chapter}.ipynb"
+    skip = set(exclude)
+    chapters = [c for c in _toc_chapters(root) if c not in skip
+                and "Ledger(" in _notebook_sources(root / "chapters" / f"{c}.ipynb")]
+
+    def fresh(chapter: str) -> bool:
         path = root / RECORD_DIR / f"{chapter}.json"
-        current = source_hash(notebook)
+        if not path.is_file():
+            return False
+        current = source_hash(root / "chapters" / f"{chapter}.ipynb")
+        return json.loads(path.read_text(encoding="utf-8")).get("source_hash") == current
 
-        def fresh() -> bool:
-            if not path.is_file():
-                return False
-            return json.loads(path.read_text(encoding="utf-8")).get("source_hash") == current
-
-        if not fresh() and rebuild_stale:
-            _execute(notebook, timeout)
-        if not fresh():
+    for _ in range(max(1, passes) if rebuild_stale else 0):
+        stale = [c for c in chapters if not fresh(c)]
+        if not stale:
+            break
+        for chapter in stale:
+            _execute(root / "chapters" / f"{chapter}.ipynb", timeout)
+    out: list[dict] = []
+    for chapter in chapters:
+        path = root / RECORD_DIR / f"{chapter}.json"
+        if not fresh(chapter):
             raise RuntimeError(f"no current claims record for chapter {chapter} ({path}); execute "
                                f"chapters/{chapter}.ipynb first (it writes the record when it runs)")
         out.extend(json.loads(path.read_text(encoding="utf-8"))["claims"])
@@ -977,3 +986,37 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
                          f"{margin_txt} | {sensitivity_text(r)} | {cases} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "*No claims recorded yet.*"
+
+
+# -------------------------------------------------------------------- the paper's results
+#: The statuses :func:`result_status` computes for a numbered result of the paper.
+STATUSES = ("proved as printed", "false as printed", "true but vacuous", "open", "reproduces",
+            "reversed", "inconclusive", "mixed", "not checked")
+
+
+def result_status(records: Iterable[dict], labels: Sequence[str]) -> tuple[str, dict]:
+    """The status of one result of the paper, computed from the claims recorded on its boxes ``labels``.
+
+    An experiment (claims of :meth:`Ledger.compare`): ``"reproduces"``, ``"reversed"`` or
+    ``"inconclusive"`` when all its comparisons agree, ``"mixed"`` otherwise. A statement: ``"open"``
+    if any check is open; else ``"true but vacuous"`` if any is; else ``"false as printed"`` if any check
+    refutes it (its corrected boxes are returned); else ``"proved as printed"`` when every check holds;
+    ``"not checked"`` when no claim names these boxes. Regression tests do not count. Returns
+    ``(status, detail)`` with ``detail`` = the verdict counts and the corrected labels.
+    """
+    rows = [r for r in records if r["label"] in set(labels) and r["verdict"] != "regression test"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    corrected = sorted({(r.get("extra") or {}).get("corrected") for r in rows} - {None})
+    detail = {"counts": counts, "corrected": corrected}
+    if not rows:
+        return "not checked", detail
+    computed = {v: n for v, n in counts.items() if v in COMPUTED_VERDICTS}
+    if computed:
+        return (next(iter(computed)) if len(computed) == 1 else "mixed"), detail
+    for verdict, status in (("open", "open"), ("true but vacuous", "true but vacuous"),
+                            ("fails as printed", "false as printed")):
+        if counts.get(verdict):
+            return status, detail
+    return "proved as printed", detail

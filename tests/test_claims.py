@@ -119,11 +119,11 @@ def test_verdicts_refuses_an_empty_chapter(ledger, capsys):
 
 def test_collect_reads_fresh_records_and_rejects_stale_ones(ledger, tmp_path):
     (tmp_path / "chapters").mkdir()
-    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "a"}]}))
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x')"}]}))
     ledger.check("thm-1", 0, "<=", 1, statement="s", kind="exact")
     got = claims.collect(root=tmp_path, rebuild_stale=False)
     assert [r["label"] for r in got] == ["thm-1"]
-    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "changed"}]}))
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x') # changed"}]}))
     with pytest.raises(RuntimeError, match="no current claims record"):
         claims.collect(root=tmp_path, rebuild_stale=False)
 
@@ -150,7 +150,7 @@ def test_ledger_command_prints_fresh_records_and_fails_on_missing_ones(ledger, t
     from cssl.__main__ import main
 
     (tmp_path / "chapters").mkdir()
-    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "a"}]}))
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x')"}]}))
     assert main(["ledger", "--root", str(tmp_path)]) == 1
     assert "no current claims record" in capsys.readouterr().err
     ledger.check("thm-1", 0, "<=", 1, statement="zero is at most one", kind="exact")
@@ -442,3 +442,34 @@ def test_box_numbers_agree_with_the_built_site():
         compared += 1
     if compared == 0:
         pytest.skip("no chapter's site is newer than its notebook")
+
+
+def test_collect_skips_pages_that_record_no_claims(ledger, tmp_path):
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: chapters/01_x\n"
+                                       "  - file: chapters/95_map\n")
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x')"}]}))
+    (tmp_path / "chapters/95_map.ipynb").write_text(json.dumps({"cells": [{"source": "a map"}]}))
+    ledger.check("thm-1", 0, "<=", 1, statement="s", kind="exact")
+    assert [r["label"] for r in claims.collect(root=tmp_path, rebuild_stale=False)] == ["thm-1"]
+
+
+def test_result_status_is_computed_from_the_verdicts(book):
+    book.check("thm-a", 0.5, "<=", 1.0, statement="s", kind="exact")
+    book.check("lem-b", 0.5, "<=", 1.0, statement="s", kind="exact")
+    floor = book.check("thm-c", 1.5, ">=", 1.0, statement="s", kind="exact", name="floor")
+    book.check("thm-c", 0.5, "<=", 1.5, statement="s", kind="exact", name="v", floor=floor)
+    book.refute("obs-d", 2.0, "<=", 1.0, corrected="thm-a", statement="s", kind="exact")
+    seeds = [0, 1, 2, 3, 4]
+    book.compare("rem-f", [2.0] * 5, [1.0] * 5, seeds=seeds, statement="s", name="up")
+    records = [json.loads(json.dumps(c.__dict__)) for c in book.claims]
+    assert claims.result_status(records, ["thm-a"])[0] == "proved as printed"
+    assert claims.result_status(records, ["lem-b"])[0] == "open"
+    assert claims.result_status(records, ["thm-c"])[0] == "true but vacuous"
+    state, detail = claims.result_status(records, ["obs-d"])
+    assert state == "false as printed" and detail["corrected"] == ["thm-a"]
+    assert claims.result_status(records, ["rem-f"])[0] == "reproduces"
+    book.compare("rem-f", [1.0] * 5, [2.0] * 5, seeds=seeds, statement="s", name="down")
+    records = [json.loads(json.dumps(c.__dict__)) for c in book.claims]
+    assert claims.result_status(records, ["rem-f"])[0] == "mixed"
+    assert claims.result_status(records, ["thm-e"])[0] == "not checked"
