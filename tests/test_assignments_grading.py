@@ -33,7 +33,7 @@ _spec.loader.exec_module(build_assignments)
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.drop:Warning")
 
-CELL_TIMEOUT, CALL_TIMEOUT = 25, 6   # seconds; the looping submission costs about one cell and a few calls
+CELL_TIMEOUT, CALL_TIMEOUT = 20, 6   # seconds; the looping submission costs about one cell and a few calls
 
 
 # ----------------------------------------------------------------------------- public values (hard-coding)
@@ -479,6 +479,10 @@ def graded(tmp_path_factory):
     n_subs = sum(len(subs) for _, subs in jobs.values())
     print(f"\nassignment grading: build {build_s:.0f} s; {n_subs} submissions graded in {grade_s:.0f} s "
           f"(two processes)", file=sys.stderr)
+    for name, (rows, elapsed, _) in results.items():
+        summary = ", ".join(f"{v} {100 * float(r['score']) / float(r['possible']):.0f}% ({float(r['seconds']):.0f} s)"
+                            for v, r in rows.items())
+        print(f"  {name} ({elapsed:.0f} s): {summary}", file=sys.stderr)
     return {name: rows for name, (rows, _, _) in results.items()}
 
 
