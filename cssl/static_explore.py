@@ -11,7 +11,7 @@ switches frames in the browser.
   (:mod:`cssl.bounds`), over ``sigma``, ``R_eps`` and ``L delta / r``;
 * :func:`sigma_explorer` -- Definition 1: the estimated ``sigma(delta)`` against ``delta`` for every
   augmentation set of an experiment (:func:`cssl.study.grid_concentration`), over the number of
-  sampled views and the input space;
+  sampled views and the input space (:func:`sigma_explorer_from` for estimates a chapter already has);
 * :func:`theorem3_explorer` -- Theorem 3: its right-hand side ``log(exp((L2 + tau)/(p_k p_l)) -
   exp(1 - eps))`` against ``eps`` with the book's ``tau = 4 R_eps`` (:func:`cssl.bounds.theorem3_rhs`),
   over ``L2``, ``R_eps`` and the number of balanced classes;
@@ -43,7 +43,7 @@ from . import bounds
 from ._validate import check_int, check_real
 
 __all__ = ["PLOTLY_JS", "Control", "StaticExplorer", "write_plotly_js", "plotly_version",
-           "theorem1_explorer", "sigma_explorer", "theorem3_explorer", "results_explorer"]
+           "theorem1_explorer", "sigma_explorer", "sigma_explorer_from", "theorem3_explorer", "results_explorer"]
 
 #: Where the built site serves plotly.js, relative to the site's root.
 PLOTLY_JS = "_static/plotly/plotly.min.js"
@@ -169,6 +169,9 @@ class StaticExplorer:
                           margin=dict(l=70, r=20, t=70, b=70 + slider_h * n), hovermode="closest",
                           paper_bgcolor="white", plot_bgcolor="white",
                           legend=dict(font=dict(size=13))), layout)
+        out["title"] = _merge(dict(x=0.01, xanchor="left", yref="container", y=1.0, yanchor="top",
+                                   pad=dict(t=10), font=dict(size=14), subtitle=dict(font=dict(size=13))),
+                              out.get("title", {}))
         plot_h = self.height - out["margin"]["t"] - 70  # the plotting area: height less the margins
         sliders = []
         for i, c in enumerate(self.controls):
@@ -186,27 +189,27 @@ class StaticExplorer:
         """The JSON the page hands to plotly.js: figure, frames, slider start and config."""
         return _clean({"data": self.figure["data"], "layout": self.figure["layout"],
                        "frames": list(self.frames.values()), "initial": list(self.initial),
-                       "config": {"responsive": True, "displaylogo": False, "scrollZoom": False,
-                                  "modeBarButtonsToRemove": ["select2d", "lasso2d"]}})
+                       "config": {"responsive": True, "displayModeBar": False, "scrollZoom": False}})
 
     def to_html(self) -> str:
         """The explorer as a self-contained HTML fragment (no external URL; plotly.js from the site)."""
         spec = json.dumps(self.spec(), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
         div = f"cssl-explorer-{self.name}"
-        fallback = ("This explorer runs on the book's web page, which serves plotly.js. "
-                    + (html.escape(self.note) if self.note else ""))
-        loader = (_LOADER.replace("@ID@", div).replace("@PLOTLY@", PLOTLY_JS)
-                  .replace("@FALLBACK@", json.dumps(fallback)))
+        fallback = "This explorer runs on the book's web page, which serves plotly.js. " + self.note
+        loader = _LOADER.replace("@ID@", div).replace("@PLOTLY@", PLOTLY_JS)
+        # the message stays when no script runs (an untrusted notebook); the loader replaces it
         return (f'<div class="cssl-explorer" id="{div}" data-state="" role="figure" '
-                f'aria-label="{html.escape(self.alt)}" style="width:100%;max-width:{COLUMN_PX}px;'
-                f'min-height:{self.figure["layout"]["height"]}px"></div>\n'
+                f'aria-label="{html.escape(self.alt)}" data-height="{self.figure["layout"]["height"]}" '
+                f'style="width:100%;max-width:{COLUMN_PX}px"><p class="cssl-explorer-message">'
+                f'{html.escape(fallback)}</p></div>\n'
                 f'<script type="application/json" id="{div}-spec">{spec}</script>\n'
                 f"<script>\n{loader}</script>\n")
 
     def summary(self) -> str:
         """One line: the frames, the sliders and the title of the first frame (markup removed)."""
         sliders = ", ".join(f"{_plain(c.label)} ({len(c.values)})" for c in self.controls)
-        title = _plain(self.figure["layout"].get("title", {}).get("text", ""))
+        title = self.figure["layout"].get("title", {})
+        title = _plain(" / ".join(t for t in (title.get("text", ""), title.get("subtitle", {}).get("text", "")) if t))
         return f"{self.name}: {len(self.frames)} frames; sliders {sliders}; first frame: {title}"
 
     def _repr_html_(self) -> str:
@@ -255,7 +258,10 @@ _LOADER = r"""(function () {
     }
     return window.csslPlotly;
   }
+  var message = el.querySelector(".cssl-explorer-message");
   plotly().then(function (Plotly) {
+    el.style.minHeight = el.getAttribute("data-height") + "px";
+    if (message) message.remove();
     return Plotly.newPlot(el, spec.data, spec.layout, spec.config).then(function (gd) {
       return Plotly.addFrames(gd, spec.frames).then(function () {
         var state = spec.initial.slice();
@@ -273,10 +279,16 @@ _LOADER = r"""(function () {
   }).catch(function (error) {
     el.style.minHeight = "0";
     el.className += " cssl-explorer-unavailable";
-    el.textContent = @FALLBACK@ + " (" + error.message + ")";
+    if (message) message.textContent += " (" + error.message + ")";
   });
 })();
 """
+
+
+def _title(text: str) -> dict:
+    """A frame's title: the first line as plotly's title, the rest (after ``<br>``) as its subtitle."""
+    head, _, rest = text.partition("<br>")
+    return {"text": head, "subtitle": {"text": rest}}
 
 
 def _fmt(v: float, spec: str = "g") -> str:
@@ -313,7 +325,7 @@ def theorem1_explorer(sigmas: Sequence[float] = (0.8, 0.85, 0.9, 0.925, 0.95, 0.
     p = [p_min, 1.0 - p_min]  # rho_max reads only min p
     eps = np.linspace(0.0, eps_max, points)
     sigma_axis = np.linspace(0.5, 1.0, points)
-    names = {"paper": "paper's ρ<sub>max</sub>", "corrected": "book's corrected ρ̃<sub>max</sub>"}
+    names = {"paper": "paper's ρ<sub>max</sub>", "corrected": "book's ρ̃<sub>max</sub>"}
     colours = {"paper": _PALETTE[0], "corrected": _PALETTE[3]}
 
     def threshold(s, e, ld, R, coefficient):
@@ -321,7 +333,7 @@ def theorem1_explorer(sigmas: Sequence[float] = (0.8, 0.85, 0.9, 0.925, 0.95, 0.
         rho = bounds.rho_max(s, ld, e, R, p, 1.0, 1.0, coefficient=coefficient)
         return np.asarray(bounds.theorem1_threshold(rho, delta_mu, 1.0))
 
-    traces = [dict(type="scatter", mode="lines", x=eps, name=names[c], legendgroup=c,
+    traces = [dict(type="scatter", mode="lines", x=eps, name=names[c],
                    line=dict(color=colours[c], width=2.5, dash="solid" if c == "paper" else "dash"),
                    xaxis="x", yaxis="y") for c in names]
     traces.append(dict(type="scatter", mode="lines", x=[0.0, eps_max], y=[-1.0, -1.0], showlegend=False,
@@ -329,8 +341,7 @@ def theorem1_explorer(sigmas: Sequence[float] = (0.8, 0.85, 0.9, 0.925, 0.95, 0.
     for c in names:  # shading: where (2) is satisfiable for some eps
         traces.append(dict(type="scatter", mode="lines", x=sigma_axis, fill="tozeroy", line=dict(width=0),
                            fillcolor=("rgba(0,114,178,0.18)" if c == "paper" else "rgba(213,94,0,0.14)"),
-                           name=f"σ where (2) can hold, {names[c].split(' ', 1)[0]}", legendgroup=c,
-                           hoverinfo="skip",
+                           name=f"(2) can hold: {c if c == 'paper' else 'book'}", hoverinfo="skip",
                            xaxis="x2", yaxis="y2"))
     traces.append(dict(type="scatter", mode="lines", x=sigma_axis, name="bound (1 − σ) + <i>R</i><sub>ε</sub>",
                        line=dict(color="black", width=2.5), xaxis="x2", yaxis="y2", showlegend=False))
@@ -343,7 +354,8 @@ def theorem1_explorer(sigmas: Sequence[float] = (0.8, 0.85, 0.9, 0.925, 0.95, 0.
         xaxis2=dict(domain=[0, 1], anchor="y2", title=dict(text="concentration σ"), range=[0.5, 1.0]),
         yaxis2=dict(domain=[0, 0.38], anchor="x2", title=dict(text="bound on Err(<i>G<sub>f</sub></i>)"),
                     range=[0, 0.75]),
-        legend=dict(orientation="h", x=0, y=1.01, xanchor="left", yanchor="bottom"), margin=dict(t=105),
+        legend=dict(orientation="h", x=0, y=1.01, xanchor="left", yanchor="bottom", font=dict(size=12)),
+        margin=dict(t=150),
         annotations=[dict(text="no encoder meets (2) below this line", x=eps_max, y=-1.0, xref="x", yref="y",
                           xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=12, color="gray"))],
     )
@@ -362,13 +374,12 @@ def theorem1_explorer(sigmas: Sequence[float] = (0.8, 0.85, 0.9, 0.925, 0.95, 0.
         b = float(bounds.theorem1_bound(s, R))
         data += [dict(y=bound), dict(x=[s], y=[b])]
         t0 = float(threshold(s, 0.0, ld, R, "paper"))
-        title = (f"σ = {s:g}: bound (3) = {b:.3f}; paper's threshold at ε = 0 is {_fmt(t0, '.2f')} <i>r</i>²"
-                 + (" (unsatisfiable)" if t0 <= -1.0 else ""))
-        return {"data": data, "layout": {"title": {"text": title}}}
+        title = (f"σ = {s:g}: bound (3) = {b:.3f}" + ("; (2) unmeetable" if t0 <= -1.0 else "")
+                 + f"<br>paper's threshold at ε = 0: {_fmt(t0, '.2f')} <i>r</i>²")
+        return {"data": data, "layout": {"title": _title(title)}}
 
     return StaticExplorer(
-        "theorem1", traces, _merge(layout, dict(title=dict(x=0.01, xanchor="left", font=dict(size=14)))),
-        controls, frame,
+        "theorem1", traces, layout, controls, frame,
         frame_traces=[0, 1, 3, 4, 5, 6], height=600,
         alt="Theorem 1: threshold of condition (2) against epsilon and the error bound against sigma, with sliders",
         note="In Jupyter or Binder, cssl.explore.theorem1_explorer() gives all eight parameters, live.")
@@ -395,7 +406,7 @@ def sigma_explorer(experiment: str = "table1", *, n_images: int = 240, views: Se
     from .study import eval_subset, grid_cells, grid_concentration
     from .train import load_dataset
 
-    cells = [c.label for c in grid_cells(experiment)]
+    grid_cells(experiment)  # an unknown experiment is an error before any work
     n_images = check_int(n_images, "n_images", low=2)
     ts = sorted({check_int(t, "views entry", low=1) for t in views})
     spaces = list(spaces)
@@ -406,17 +417,50 @@ def sigma_explorer(experiment: str = "table1", *, n_images: int = 240, views: Se
     if data is None:
         data = load_dataset(profile_config(profile, "simclr", device="cpu"))
     x, y = eval_subset(data, n_images)
+    estimates = {(t, space): grid_concentration(experiment, x, y, [0.0], n_views=t, seed=seed,
+                                                standardize=space == "standardised", profile=profile)
+                 for space in spaces for t in ts}
+    return sigma_explorer_from(estimates, n_deltas=n_deltas, quantile=quantile, name=f"sigma-{experiment}",
+                               title=experiment)
+
+
+def sigma_explorer_from(estimates, *, n_deltas: int = 25, quantile: float = 0.9, name: str = "sigma",
+                        title: str = "") -> StaticExplorer:
+    r"""The ``sigma(delta)`` explorer of :func:`sigma_explorer` from estimates a chapter already has.
+
+    ``estimates[(T, space)]`` is ``{cell label: SigmaEstimate}`` (as :func:`cssl.study.grid_concentration`
+    returns, with ``T = n_views`` views, ``space`` "standardised" or "raw"; the same cells for every
+    key). The curves are ``estimate.at(grid).sigma`` (:meth:`cssl.concentration.SigmaEstimate.at`: the
+    clique search on the stored distances, no new views), on ``n_deltas`` equally spaced ``delta``
+    from 0 to the ``quantile`` of the pooled within-class ``hat d_A`` with the fewest views of each
+    space. Sliders: ``T`` and the space (a slider with one position when there is only one).
+    """
+    from .concentration import SigmaEstimate
+
+    if not isinstance(estimates, dict) or not estimates:
+        raise ValueError("estimates must be a non-empty dict {(T, space): {cell: SigmaEstimate}}")
+    n_deltas = check_int(n_deltas, "n_deltas", low=2)
+    quantile = check_real(quantile, "quantile", low=0, high=1, low_open=True)
+    ts = sorted({t for t, _ in estimates})
+    spaces = list(dict.fromkeys(space for _, space in estimates))
+    if any(s not in ("standardised", "raw") for s in spaces):
+        raise ValueError(f"the spaces in estimates must be 'standardised' or 'raw', got {spaces}")
+    if set(estimates) != {(t, s) for t in ts for s in spaces}:
+        raise ValueError(f"estimates must hold every (T, space) pair of T in {ts} and spaces {spaces}")
+    cells = list(next(iter(estimates.values())))
+    for (t, space), ests in estimates.items():
+        if list(ests) != cells or not all(isinstance(e, SigmaEstimate) for e in ests.values()):
+            raise ValueError(f"estimates[{(t, space)}] must map the cells {cells} to SigmaEstimates")
+        if any(e.n_views != t for e in ests.values()):
+            raise ValueError(f"estimates[{(t, space)}] were computed with another number of views than T = {t}")
+    first = next(iter(next(iter(estimates.values())).values()))
+    n_images = sum(len(m) for m in first.members)
     curves, grids = {}, {}
     for space in spaces:
-        first = None
+        pooled = np.concatenate([e.pair_distances().numpy() for e in estimates[ts[0], space].values()])
+        grids[space] = np.linspace(0.0, float(np.quantile(pooled, quantile)), n_deltas)
         for t in ts:
-            est = grid_concentration(experiment, x, y, [0.0], n_views=t, seed=seed,
-                                     standardize=space == "standardised", profile=profile)
-            if first is None:  # the delta grid: from the fewest views' (largest) distances
-                pooled = np.concatenate([e.pair_distances().numpy() for e in est.values()])
-                grids[space] = np.linspace(0.0, float(np.quantile(pooled, quantile)), n_deltas)
-                first = est
-            for cell, e in est.items():
+            for cell, e in estimates[t, space].items():
                 curves[space, t, cell] = e.at(grids[space]).sigma.numpy()
     units = {"standardised": "standardised views", "raw": "raw pixels in [0, 1]"}
     traces = [dict(type="scatter", mode="lines+markers", name=cell, marker=dict(size=6),
@@ -425,9 +469,10 @@ def sigma_explorer(experiment: str = "table1", *, n_images: int = 240, views: Se
                   xaxis=dict(title=dict(text="δ")),
                   legend=dict(title=dict(text="augmentation"), x=0.02, xanchor="left", y=0.98, yanchor="top",
                               bgcolor="rgba(255,255,255,0.8)"),
-                  title=dict(x=0.01, xanchor="left", font=dict(size=14)))
+                  )
     controls = [Control("views per image <i>T</i>", tuple(str(t) for t in ts), initial=len(ts) - 1),
                 Control("input space", tuple(spaces), initial=0)]
+    prefix = f"{title}: " if title else ""
 
     def frame(key):
         t, space = ts[key[0]], spaces[key[1]]
@@ -435,17 +480,17 @@ def sigma_explorer(experiment: str = "table1", *, n_images: int = 240, views: Se
         return {"data": [dict(x=grid, y=curves[space, t, c]) for c in cells],
                 "layout": {"xaxis": {"title": {"text": f"δ ({units[space]}, L2 norm)"},
                                      "range": [0, float(grid[-1]) * 1.02]},
-                           "title": {"text": f"{experiment}: σ̂(δ) from {_views_text(t)} of {n_images} test images"}}}
+                           "title": _title(f"{prefix}σ̂(δ) on {n_images} test images<br>{_views_text(t)}")}}
 
     return StaticExplorer(
-        f"sigma-{experiment}", traces, layout, controls, frame, frame_traces=list(range(len(cells))), height=480,
-        alt=f"Estimated sigma(delta) against delta for the augmentation sets of {experiment}, with sliders",
+        name, traces, layout, controls, frame, frame_traces=list(range(len(cells))), height=480,
+        alt=f"Estimated sigma(delta) against delta for the augmentation sets {', '.join(cells)}, with sliders",
         note="In Jupyter, rerun cssl.study.grid_concentration with other images or views.")
 
 
 def _views_text(t: int) -> str:
     """``"1 view"`` or ``"T views"`` (the original image is always added to the ``T`` sampled views)."""
-    return f"{t} sampled view{'s' if t != 1 else ''} (plus the original)"
+    return f"{t} sampled view{'s' if t != 1 else ''} of each, plus the original"
 
 
 # ------------------------------------------------------------------ Theorem 3
@@ -485,8 +530,8 @@ def theorem3_explorer(L2: Sequence[float] = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0),
     ]
     layout = dict(xaxis=dict(title=dict(text="ε"), range=[0, float(eps[-1])]),
                   yaxis=dict(title=dict(text="bound on μ<sub>k</sub>ᵀμ<sub>l</sub>"), range=[-2.0, y_top]),
-                  legend=dict(x=1, xanchor="right", y=1, yanchor="top", bgcolor="rgba(255,255,255,0.85)"),
-                  title=dict(x=0.01, xanchor="left", font=dict(size=14)),
+                  legend=dict(orientation="h", x=0, y=1.01, xanchor="left", yanchor="bottom", font=dict(size=12)),
+                  margin=dict(t=150),
                   annotations=[dict(text=f"ε* = {eps_star:.3f}", x=eps_star, y=1.0, xref="x", yref="y",
                                     showarrow=True, ax=-30, ay=40, font=dict(size=12))])
     controls = [Control("<i>L</i><sub>2</sub>(<i>f</i>)", tuple(_fmt(v) for v in l2s), initial=min(2, len(l2s) - 1)),
@@ -500,12 +545,12 @@ def theorem3_explorer(L2: Sequence[float] = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0),
         finite = rhs[np.isfinite(rhs)]
         if finite.size:
             i = int(np.nanargmin(np.where(np.isfinite(rhs), rhs, np.nan)))
-            lowest = f"smallest right-hand side {_fmt(rhs[i], '.2f')} at ε = {eps[i]:.2f}"
-            lowest += ": vacuous (≥ 1)" if rhs[i] >= 1 else ": informative"
+            lowest = f"smallest right-hand side: {_fmt(rhs[i], '.2f')} at ε = {eps[i]:.2f}<br>"
+            lowest += "vacuous: never below the trivial 1" if rhs[i] >= 1 else "informative: below the trivial 1"
         else:
-            lowest = "no curve: L₂ below its floor, inconsistent with the theorem"
+            lowest = "no curve: the logarithm's argument is ≤ 0<br>inputs inconsistent with the theorem"
         top = max(y_top, 1.08 * float(finite.max())) if finite.size else y_top  # the whole curve in view
-        return {"data": [dict(y=rhs)], "layout": {"title": {"text": lowest}, "yaxis": {"range": [-2.0, top]}}}
+        return {"data": [dict(y=rhs)], "layout": {"title": _title(lowest), "yaxis": {"range": [-2.0, top]}}}
 
     return StaticExplorer(
         "theorem3", traces, layout, controls, frame, frame_traces=[3], height=460,
@@ -551,10 +596,9 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
         colour = _PALETTE[i % len(_PALETTE)]
         traces.append(dict(type="scatter", mode="markers", name=f"{pretty.get(m, m)}, each seed",
                            marker=dict(color=colour, size=8, opacity=0.55, symbol="circle-open",
-                                       line=dict(width=2)), legendgroup=m))
-        traces.append(dict(type="scatter", mode="lines+markers", name=f"{pretty.get(m, m)}, mean of "
-                           f"{len(seed_list)} seeds", line=dict(color=colour, width=3),
-                           marker=dict(color=colour, size=10), x=xs + shift[m], legendgroup=m))
+                                       line=dict(width=2))))
+        traces.append(dict(type="scatter", mode="lines+markers", name=f"{pretty.get(m, m)}, mean", line=dict(color=colour, width=3),
+                           marker=dict(color=colour, size=10), x=xs + shift[m]))
     values = {}
     for label, key in metrics.items():
         for step in steps:
@@ -566,12 +610,12 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
         allv = np.concatenate([v.ravel() for (lab, _, _), v in values.items() if lab == label])
         pad = 0.05 * (allv.max() - allv.min() + 1e-9)
         ranges[label] = [float(allv.min() - pad), float(allv.max() + pad)]
-    layout = dict(xaxis=dict(title=dict(text="augmentation set (row of the experiment)"), tickmode="array",
+    layout = dict(xaxis=dict(title=dict(text="augmentation set"), tickmode="array",
                              tickvals=xs, ticktext=cells, range=[-0.5, len(cells) - 0.5],
                              zeroline=False),
                   yaxis=dict(title=dict(text="accuracy on the test set (%)")),
-                  legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
-                  title=dict(x=0.01, xanchor="left", y=0.985, font=dict(size=14)), margin=dict(t=110))
+                  legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom", font=dict(size=12)),
+                  margin=dict(t=150))
     controls = [Control("training step", tuple(str(s) for s in steps), initial=len(steps) - 1),
                 Control("metric", tuple(metrics), initial=0)]
 
@@ -586,7 +630,7 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
             data.append(dict(y=v.mean(axis=1)))
         name = _plain(label)
         return {"data": data, "layout": {"yaxis": {"range": ranges[label]},
-                                         "title": {"text": f"{experiment}, book runs at step {step}: {name}"}}}
+                                         "title": _title(f"{experiment}, book runs at step {step}<br>{name}")}}
 
     return StaticExplorer(
         f"results-{experiment}", traces, layout, controls, frame, frame_traces=list(range(len(traces))), height=480,

@@ -220,7 +220,7 @@ def test_theorem3_static_explorer_frames_are_cssl_bounds_with_gaps_for_minus_inf
     # L2 = 0.1 with K = 2 lies below the floor: for small eps the log's argument is <= 0, a gap
     gaps = [v is None for v in _frame(spec, (0, 0, 0))["data"][0]["y"]]
     assert gaps[0] and not gaps[-1]
-    assert "vacuous" in _frame(spec, (1, 0, 0))["layout"]["title"]["text"]
+    assert "vacuous" in _frame(spec, (1, 0, 0))["layout"]["title"]["subtitle"]["text"]
 
 
 def test_results_explorer_reads_the_committed_runs():
@@ -268,12 +268,38 @@ def test_sigma_explorer_is_grid_concentration_on_the_same_images():
         assert np.all(np.diff(curve) >= 0)
 
 
+def test_sigma_explorer_from_a_chapters_estimates_and_its_errors():
+    from cssl import study
+    from cssl.experiments import profile_config
+    from cssl.train import load_dataset
+
+    data = load_dataset(profile_config("book", "simclr", device="cpu"))
+    x, y = study.eval_subset(data, 24)
+    cells = [("ab", {"letters": "ab"}), ("a", {"letters": "a"})]
+    est = study.grid_concentration(cells, x, y, [0.0], n_views=2, profile="book", standardize=False)
+    explorer = static_explore.sigma_explorer_from({(2, "raw"): est}, n_deltas=4, name="sigma-ch8")
+    assert len(explorer.frames) == 1 and explorer.name == "sigma-ch8"
+    frame = _frame(_spec(explorer), (0, 0))
+    pooled = np.concatenate([e.pair_distances().numpy() for e in est.values()])
+    grid = np.linspace(0.0, np.quantile(pooled, 0.9), 4)
+    assert frame["data"][1]["y"] == pytest.approx(est["a"].at(grid).sigma.numpy(), rel=1e-4)
+    assert "on 24 test images" in frame["layout"]["title"]["text"]
+    with pytest.raises(ValueError, match="another number of views"):
+        static_explore.sigma_explorer_from({(3, "raw"): est})
+    with pytest.raises(ValueError, match="every \\(T, space\\) pair"):
+        static_explore.sigma_explorer_from({(2, "raw"): est, (4, "standardised"): est})
+    with pytest.raises(ValueError, match="non-empty dict"):
+        static_explore.sigma_explorer_from({})
+
+
 def test_static_explorer_html_is_self_contained_and_validated():
     explorer = static_explore.theorem3_explorer(L2=(1.0, 1.5), R_eps=(0.0,), classes=(2,), points=5)
     html = explorer.to_html()
     assert not re.search(r'<script[^>]+src=', html), "plotly.js is loaded from the site, never a fixed URL"
     assert "http://" not in html and "https://" not in html
     assert static_explore.PLOTLY_JS in html and "data-content_root" in html
+    # without scripts (an untrusted notebook) the reader sees why, not an empty box
+    assert re.search(r'<p class="cssl-explorer-message">[^<]*book&#x27;s web page[^<]*bounds.theorem3_rhs', html)
     assert explorer._repr_html_() == html
     assert "2 frames" in repr(explorer) and "L2(f) (2)" in explorer.summary()
     spec = _spec(explorer)
