@@ -3,6 +3,7 @@ one-line errors, corrupt checkpoints, locked output folders, threads and the CPU
 import fcntl
 import os
 import pickle
+import select
 import subprocess
 import sys
 import time
@@ -196,7 +197,8 @@ def test_lock_folder_excludes_another_process_and_is_reentrant(tmp_path):
               "    print('held', flush=True)\n    time.sleep(30)\n")
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout.readline().strip() == "held"
+        ready, _, _ = select.select([child.stdout], [], [], 30)  # never wait for it longer than 30 s
+        assert ready and child.stdout.readline().strip() == "held"
         with pytest.raises(FolderLocked, match=f"pid {child.pid}"):
             with lock_folder(tmp_path):
                 pass
