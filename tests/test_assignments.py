@@ -246,6 +246,18 @@ def test_time_limit_stops_an_endless_call_and_student_names_a_missing_function()
             while True:
                 pass
     assert time.perf_counter() - t0 < 5
+
+    def swallowing():                          # a student's loop that catches every Exception
+        while True:
+            try:
+                while True:
+                    pass
+            except Exception:  # noqa: BLE001
+                pass
+
+    with pytest.raises(support.GradingTimeout):
+        with support.time_limit(0.5):
+            swallowing()
     with support.time_limit(5):
         assert sum(range(10)) == 45            # a quick call is not affected
     with pytest.raises(AssertionError, match="is not defined: run the notebook from the top"):

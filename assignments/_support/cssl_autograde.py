@@ -74,12 +74,17 @@ def forbidden(*functions):
             fn.__code__ = code
 
 
+class _Expired(BaseException):
+    """Raised by the timer: a BaseException, so that the student's ``except Exception`` cannot swallow it."""
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None = None):
     """Raise :class:`GradingTimeout` in the block after ``seconds`` (default :data:`CALL_TIMEOUT`).
 
     Uses SIGALRM, so it works in the main thread of a POSIX process (where a Jupyter kernel runs cells);
-    elsewhere the block runs without a limit.
+    elsewhere the block runs without a limit. The timer raises a BaseException (re-raised every second if
+    the student's code catches it with a bare ``except``), turned into :class:`GradingTimeout` here.
     """
     seconds = CALL_TIMEOUT if seconds is None else float(seconds)
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
@@ -88,12 +93,14 @@ def time_limit(seconds: float | None = None):
         return
 
     def _expire(signum, frame):
-        raise GradingTimeout(f"stopped after {seconds:g} s: the code ran too long (an endless loop?)")
+        raise _Expired()
 
     previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
+    except _Expired:
+        raise GradingTimeout(f"stopped after {seconds:g} s: the code ran too long (an endless loop?)") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
