@@ -45,7 +45,7 @@ identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs 
 0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
 
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
-of the chapter's source cells and of the ``cssl`` sources. :func:`collect` (the ledger page) reads
+of the chapter's source cells and of the ``cssl`` modules it loaded (listed in the record). :func:`collect` (the ledger page) reads
 them and re-executes any chapter whose record is missing or stale, so the ledger is complete on a
 clean build whatever order the pages are executed in.
 """
@@ -87,6 +87,8 @@ __all__ = [
     "sensitivity_markdown",
     "exception_reason",
     "result_status",
+    "loaded_modules",
+    "source_hash",
     "STATUSES",
 ]
 
@@ -264,17 +266,39 @@ def _notebook_sources(path: Path) -> str:
     return "\n\x00".join("".join(c.get("source", "")) for c in nb.get("cells", []))
 
 
-def _package_sources() -> str:
+def _package_sources(modules: Sequence[str] | None = None) -> str:
+    """The ``cssl`` sources: every ``.py`` file, or only ``modules`` (paths relative to the package)."""
     pkg = Path(__file__).resolve().parent
-    return "\n\x00".join(p.read_text(encoding="utf-8") for p in sorted(pkg.rglob("*.py")))
+    files = sorted(pkg.rglob("*.py")) if modules is None else [pkg / m for m in sorted(modules)]
+    return "\n\x00".join((f"{p.relative_to(pkg)}\n" + p.read_text(encoding="utf-8")) if p.is_file()
+                         else f"{p.relative_to(pkg)}\n<missing>" for p in files)
 
 
-def source_hash(notebook: str | os.PathLike | None) -> str:
-    """SHA-256 of a notebook's cell sources and of every ``cssl`` source file.
+def loaded_modules() -> list[str]:
+    """The ``cssl`` source files loaded in this process (paths relative to the package), sorted."""
+    import sys
 
-    A record whose hash differs from the current one is stale: the chapter or the package changed.
+    pkg = Path(__file__).resolve().parent
+    out = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (name == "cssl" or name.startswith("cssl.")) and path:
+            try:
+                out.add(str(Path(path).resolve().relative_to(pkg)))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
+def source_hash(notebook: str | os.PathLike | None, modules: Sequence[str] | None = None) -> str:
+    """SHA-256 of a notebook's cell sources and of the ``cssl`` sources it used.
+
+    ``modules`` lists the package files the chapter loaded (:func:`loaded_modules`, recorded with the
+    claims); ``None`` hashes every ``cssl`` source file. A record whose hash differs from the current
+    one is stale: the chapter or a module it uses changed (an edit of a module it does not load, e.g.
+    a widget module, leaves it current).
     """
-    h = hashlib.sha256(_package_sources().encode())
+    h = hashlib.sha256(_package_sources(modules).encode())
     if notebook is not None and Path(notebook).is_file():
         h.update(_notebook_sources(Path(notebook)).encode())
     return h.hexdigest()
@@ -861,7 +885,9 @@ class Ledger:
     def save(self) -> Path:
         """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash)."""
         path = self.root / RECORD_DIR / f"{self.chapter}.json"
-        atomic_write_json(path, {"chapter": self.chapter, "source_hash": source_hash(self.notebook),
+        modules = loaded_modules()
+        atomic_write_json(path, {"chapter": self.chapter, "modules": modules,
+                                 "source_hash": source_hash(self.notebook, modules),
                                  "claims": [asdict(c) for c in self.claims]})
         return path
 
@@ -907,8 +933,9 @@ def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (
         path = root / RECORD_DIR / f"{chapter}.json"
         if not path.is_file():
             return False
-        current = source_hash(root / "chapters" / f"{chapter}.ipynb")
-        return json.loads(path.read_text(encoding="utf-8")).get("source_hash") == current
+        record = json.loads(path.read_text(encoding="utf-8"))
+        current = source_hash(root / "chapters" / f"{chapter}.ipynb", record.get("modules"))
+        return record.get("source_hash") == current
 
     for _ in range(max(1, passes) if rebuild_stale else 0):
         stale = [c for c in chapters if not fresh(c)]

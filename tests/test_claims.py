@@ -23,7 +23,8 @@ def test_true_claim_is_recorded_with_margin(ledger):
     assert c.n_cases == 2 and c.verdict == "holds"
     record = json.loads((ledger.root / "_build/claims/01_x.json").read_text())
     assert record["claims"][0]["label"] == "thm-1"
-    assert record["source_hash"] == claims.source_hash(ledger.notebook)
+    assert record["source_hash"] == claims.source_hash(ledger.notebook, record["modules"])
+    assert "claims.py" in record["modules"] and "__init__.py" in record["modules"]
 
 
 @pytest.mark.parametrize("lhs,rel,rhs", [(1.0, "<=", 0.5), (0.5, "<", 0.5), (0.2, ">=", 0.3),
@@ -473,3 +474,14 @@ def test_result_status_is_computed_from_the_verdicts(book):
     records = [json.loads(json.dumps(c.__dict__)) for c in book.claims]
     assert claims.result_status(records, ["rem-f"])[0] == "mixed"
     assert claims.result_status(records, ["thm-e"])[0] == "not checked"
+
+
+def test_a_record_is_stale_only_when_a_module_it_loaded_changes(tmp_path):
+    """The hash covers the notebook and the cssl files the chapter loaded, not every file."""
+    used = claims.loaded_modules()
+    assert "claims.py" in used
+    everything = claims.source_hash(None)
+    assert claims.source_hash(None, used) != everything or set(used) == set(
+        str(p.relative_to(claims.Path(claims.__file__).parent))
+        for p in claims.Path(claims.__file__).parent.rglob("*.py"))
+    assert claims.source_hash(None, ["claims.py"]) != claims.source_hash(None, ["bounds.py"])
