@@ -41,6 +41,9 @@ PDF_NAME = "book.pdf"
 REPORT_NAME = "book-pdf.json"
 A4 = (8.27, 11.69)  # inches
 MARGIN = 0.55  # inches, on every side
+SCALE = 0.8  # of the screen layout: 16 px text prints at 9.6 pt (and the whole book stays under the
+#             ~300 pages after which this Chromium stopped printing it at full scale; tests/test_pdf.py
+#             fails if a page of the book is missing from the PDF)
 CSS_PX_PER_INCH = 96
 
 # What would be cut off on paper: elements wider than their box, under the print rules.
@@ -136,7 +139,9 @@ def stitch(html_dir: Path, pages: list[str]) -> str:
     if template is None:
         raise ValueError(f"no page under {here}/ loads MathJax: cannot make the print page")
     body = template.find("body")
-    cover = _cover(template)
+    contents = "".join(f'<li><a href="#{_anchor(page)}">{_title(articles[page])}</a></li>' for page in pages)
+    cover = _cover(template) + f'<nav class="book-print-contents"><h2>Contents</h2><ul>{contents}</ul></nav>'
+
     body.clear()
     body.append(BeautifulSoup(
         '<div class="bd-container"><div class="bd-container__inner bd-page-width"><main class="bd-main">'
@@ -162,8 +167,18 @@ section.book-print-page { break-before: page; }
 section.book-print-page:first-of-type { break-before: auto; }
 .book-print-cover { text-align: center; padding-top: 30vh; break-after: page; }
 .book-print-cover h1 { font-size: 2.4em; }
+.book-print-contents { break-after: page; }
+.book-print-contents ul { list-style: none; padding-left: 0; }
 @page { size: A4; }
 """
+
+
+def _title(article) -> str:
+    h1 = article.find("h1")
+    if h1 is None:
+        return ""
+    parts = [t for t in h1.find_all(string=True) if not t.find_parent("a", class_="headerlink")]
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
 def _book_title(soup) -> str:
@@ -219,7 +234,7 @@ def print_pdf(html_dir: Path, out: Path) -> dict:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     driver, profile = _browser()
     try:
-        width = round((A4[0] - 2 * MARGIN) * CSS_PX_PER_INCH)
+        width = round((A4[0] - 2 * MARGIN) * CSS_PX_PER_INCH / SCALE)  # the layout width on paper
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": width, "height": 1200, "deviceScaleFactor": 1, "mobile": False})
@@ -242,7 +257,7 @@ def print_pdf(html_dir: Path, out: Path) -> dict:
             "displayHeaderFooter": True, "headerTemplate": "<span></span>",
             "footerTemplate": '<div style="font-size:8px;width:100%;text-align:center;color:#555">'
                               '<span class="pageNumber"></span> / <span class="totalPages"></span></div>',
-            "generateDocumentOutline": True})
+            "generateDocumentOutline": True, "scale": SCALE})
     finally:
         driver.quit()
         server.shutdown()
@@ -250,7 +265,7 @@ def print_pdf(html_dir: Path, out: Path) -> dict:
     data = base64.b64decode(result["data"])
     out.write_bytes(data)
     return {"pdf": out.name, "bytes": len(data), "pages": page_count(data), "chapters": chapters,
-            "outline": outline_titles(data), "clipped": clipped}
+            "destinations": sorted(destinations(data)), "outline": outline_titles(data), "clipped": clipped}
 
 
 def page_count(pdf: bytes) -> int:
@@ -258,6 +273,11 @@ def page_count(pdf: bytes) -> int:
     counts = [int(c) for c in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", pdf, flags=re.S)]
     counts += [int(c) for c in re.findall(rb"/Count\s+(\d+)[^>]*?/Type\s*/Pages\b", pdf, flags=re.S)]
     return max(counts) if counts else len(re.findall(rb"/Type\s*/Page\b", pdf))
+
+
+def destinations(pdf: bytes) -> set[str]:
+    """The named destinations of a PDF written by Chromium (one per element that a link points to)."""
+    return {name.decode("latin-1") for name in re.findall(rb"/([A-Za-z0-9_.#-]+)\s*\[\s*\d+\s+0\s+R\s*/XYZ", pdf)}
 
 
 def outline_titles(pdf: bytes) -> list[str]:
