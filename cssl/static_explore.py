@@ -433,7 +433,8 @@ def sigma_explorer_from(estimates, *, n_deltas: int = 25, quantile: float = 0.9,
     key). The curves are ``estimate.at(grid).sigma`` (:meth:`cssl.concentration.SigmaEstimate.at`: the
     clique search on the stored distances, no new views), on ``n_deltas`` equally spaced ``delta``
     from 0 to the ``quantile`` of the pooled within-class ``hat d_A`` with the fewest views of each
-    space. Sliders: ``T`` and the space (a slider with one position when there is only one).
+    space. Sliders: ``T`` and the space, each only when it has more than one value (the space's always
+    when neither has).
     """
     from .concentration import SigmaEstimate
 
@@ -472,10 +473,14 @@ def sigma_explorer_from(estimates, *, n_deltas: int = 25, quantile: float = 0.9,
                   )
     controls = [Control("views per image <i>T</i>", tuple(str(t) for t in ts), initial=len(ts) - 1),
                 Control("input space", tuple(spaces), initial=0)]
+    keep = [i for i, c in enumerate(controls) if len(c.values) > 1] or [1]  # no slider with one position
     prefix = f"{title}: " if title else ""
 
     def frame(key):
-        t, space = ts[key[0]], spaces[key[1]]
+        full = [len(ts) - 1, 0]
+        for i, k in zip(keep, key):
+            full[i] = k
+        t, space = ts[full[0]], spaces[full[1]]
         grid = grids[space]
         return {"data": [dict(x=grid, y=curves[space, t, c]) for c in cells],
                 "layout": {"xaxis": {"title": {"text": f"δ ({units[space]}, L2 norm)"},
@@ -483,7 +488,7 @@ def sigma_explorer_from(estimates, *, n_deltas: int = 25, quantile: float = 0.9,
                            "title": _title(f"{prefix}σ̂(δ) on {n_images} test images<br>{_views_text(t)}")}}
 
     return StaticExplorer(
-        name, traces, layout, controls, frame, frame_traces=list(range(len(cells))), height=480,
+        name, traces, layout, [controls[i] for i in keep], frame, frame_traces=list(range(len(cells))), height=480,
         alt=f"Estimated sigma(delta) against delta for the augmentation sets {', '.join(cells)}, with sliders",
         note="In Jupyter, rerun cssl.study.grid_concentration with other images or views.")
 

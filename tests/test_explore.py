@@ -260,10 +260,10 @@ def test_sigma_explorer_is_grid_concentration_on_the_same_images():
     assert len(explorer.frames) == 2
     spec = _spec(explorer)
     x, y = study.eval_subset(data, 36)
-    grid = np.array(_frame(spec, (1, 0))["data"][0]["x"])
+    grid = np.array(_frame(spec, (1,))["data"][0]["x"])  # one space: no slider for it
     direct = study.grid_concentration("table1", x, y, grid, n_views=2, profile="book")
     for i, cell in enumerate(["abcde", "abcd", "abc", "ab", "a"]):
-        curve = _frame(spec, (1, 0))["data"][i]["y"]
+        curve = _frame(spec, (1,))["data"][i]["y"]
         assert curve == pytest.approx(direct[cell].sigma.numpy(), rel=1e-4)
         assert np.all(np.diff(curve) >= 0)
 
@@ -279,11 +279,14 @@ def test_sigma_explorer_from_a_chapters_estimates_and_its_errors():
     est = study.grid_concentration(cells, x, y, [0.0], n_views=2, profile="book", standardize=False)
     explorer = static_explore.sigma_explorer_from({(2, "raw"): est}, n_deltas=4, name="sigma-ch8")
     assert len(explorer.frames) == 1 and explorer.name == "sigma-ch8"
-    frame = _frame(_spec(explorer), (0, 0))
+    assert [c.label for c in explorer.controls] == ["input space"]  # no slider for the one T
+    frame = _frame(_spec(explorer), (0,))
     pooled = np.concatenate([e.pair_distances().numpy() for e in est.values()])
     grid = np.linspace(0.0, np.quantile(pooled, 0.9), 4)
     assert frame["data"][1]["y"] == pytest.approx(est["a"].at(grid).sigma.numpy(), rel=1e-4)
     assert "on 24 test images" in frame["layout"]["title"]["text"]
+    two = static_explore.sigma_explorer_from({(2, "raw"): est, (2, "standardised"): est}, n_deltas=3)
+    assert [c.values for c in two.controls] == [("raw", "standardised")]
     with pytest.raises(ValueError, match="another number of views"):
         static_explore.sigma_explorer_from({(3, "raw"): est})
     with pytest.raises(ValueError, match="every \\(T, space\\) pair"):
