@@ -244,8 +244,9 @@ def build_wheel(dest: Path) -> Path:
             if (ROOT / name).is_file():
                 shutil.copy2(ROOT / name, src / name)
         shutil.copytree(ROOT / "cssl", src / "cssl", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                               "--no-index", "-q", "-w", str(dest), str(src)], capture_output=True, text=True)
+        # build isolation, as `pip install -e .` does: pyproject.toml needs a recent setuptools
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(src)],
+                              capture_output=True, text=True)
         if proc.returncode:
             raise AssignmentError(f"could not build the cssl wheel:\n{proc.stdout}\n{proc.stderr}")
     wheels = sorted(dest.glob("cssl-*.whl"))
