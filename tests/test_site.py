@@ -6,13 +6,15 @@ missing; under CI (the variable CI is set) they fail instead, so CI can never pa
 
 Each page is served from `_build/html` on 127.0.0.1 and checked for: math typeset by MathJax (no raw
 TeX left in the text, no TeX errors), nothing left unrendered (a MyST fence, `:label:`, a `{prf:...}` or
-`{cite}` role), no doubled words ("Definition Definition"), numbered theorem/lemma/definition boxes,
+`{cite}` role), no doubled words ("Definition Definition"), numbered theorem/lemma/definition boxes
+whose titles have no nested parentheses,
 internal links (including every `{prf:ref}`) that resolve to an existing page and anchor, images that load,
 and no JavaScript errors. The ledger page must list every recorded claim.
 
 Nothing may be clipped: at a 1300 px wide window no code block, output, table, display equation or figure
 is wider than its box or the text column (scrollWidth against clientWidth), and no inline code or math runs
-past its paragraph; at 390 px (a phone) only code blocks may scroll sideways. Screenshots of a few pages go to `_build/screenshots/`.
+past its paragraph; at 390 px (a phone) only code blocks may scroll sideways. Screenshots of a few pages
+go to `_build/screenshots/`.
 """
 from __future__ import annotations
 
@@ -115,6 +117,16 @@ RAW_MYST = [(re.compile(r"```|~~~"), "a code fence"), (re.compile(r"(^|\n)\s*:::
 # TeX outside math: a command, or dollar-delimited math MathJax did not typeset.
 RAW_TEX = [(re.compile(r"\\[A-Za-z]+\b|\\[()\[\]{}|]"), "a TeX command"), (re.compile(r"\$\$|\$[^$\n]{1,300}\$"),
            "dollar math")]
+def _nested(title: str) -> bool:
+    """Whether parentheses nest in ``title`` (an equation number such as "eq. (5)" aside)."""
+    depth = 0
+    for ch in re.sub(r"\(\d{1,2}[a-z]?\)", "", title):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth > 1:
+            return True
+    return False
+
+
 DOUBLED = re.compile(r"\b([A-Za-z]{2,})[ \u00a0]+\1\b")
 
 
@@ -214,9 +226,15 @@ def test_page_renders(browser, site_url, page):
 
     titles = browser.execute_script(
         "return Array.from(document.querySelectorAll('div.admonition.proof:not([id^=proof]) > .admonition-title,"
-        " div.exercise.admonition > .admonition-title')).map(e => e.innerText.trim());")
+        " div.exercise.admonition > .admonition-title')).map(e => { const c = e.cloneNode(true);"
+        " c.querySelectorAll('mjx-container').forEach(m => m.replaceWith('[math]'));"
+        " c.querySelectorAll('mjx-assistive-mml, script').forEach(m => m.remove());"
+        " return c.textContent.replace(/\\s+/g, ' ').trim(); });")
     for title in titles:
         assert TITLE.match(title), f"{page}: statement box without a number: {title!r}"
+    # the theme puts a box's title in parentheses: "(the book's)" inside it reads "(... (the book's))"
+    nested = [t for t in titles if _nested(t)]
+    assert not nested, f"{page}: box titles with nested parentheses: {nested[:3]}"
 
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);")
@@ -258,6 +276,10 @@ def test_text_checks_catch_what_they_must():
     for good in ["Theorem 3.3 (Theorem 1 of the paper) holds at r = 1.", "a $5 note", "that is, is it",
                  "1 1 2", "Err(G_f) ≤ 0.3"]:
         assert not _problems_in_text(good), good
+    assert _nested("Proposition 5.1 (Ranges of the two parts (the book's))")
+    assert _nested("Theorem 11.3 (Wang and Isola (2020), Theorem 1)")
+    assert not _nested("Proposition 5.1 (Ranges of the two parts, the book's) and (x)")
+    assert not _nested("Proposition 1.2 (InfoNCE split, eq. (5) of the paper)")
 
 
 def _anchors(path: Path) -> set[str]:
