@@ -166,7 +166,7 @@ class StaticExplorer:
         n = len(self.controls)
         slider_h = 92
         out = _merge(dict(font=_FONT, autosize=True, height=self.height + slider_h * n,
-                          margin=dict(l=70, r=20, t=70, b=70 + slider_h * n), hovermode="closest",
+                          margin=dict(l=70, r=50, t=70, b=70 + slider_h * n), hovermode="closest",
                           paper_bgcolor="white", plot_bgcolor="white",
                           legend=dict(font=dict(size=13))), layout)
         out["title"] = _merge(dict(x=0.01, xanchor="left", yref="container", y=1.0, yanchor="top",
@@ -565,14 +565,15 @@ def theorem3_explorer(L2: Sequence[float] = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0),
 
 # ------------------------------------------------------------------ one experiment's committed runs
 def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | None = None,
-                     seeds: Sequence[int] | None = None, root=None) -> StaticExplorer:
+                     seeds: Sequence[int] | None = None, ordered: bool | None = None, root=None) -> StaticExplorer:
     r"""The committed ``book`` runs of one experiment: accuracy per augmentation set, seed and method.
 
     Reads every run of ``experiment`` under ``results/book`` with :func:`cssl.runcache.load_run`
     (the configurations of :func:`cssl.runcache.grid_configs`; a run that is missing or stale is an
     error: regenerate it with ``python -m cssl reproduce <experiment> --profile book``). Each run's
     history holds the kNN top-1 accuracy and the nearest-centre accuracy (the classifier ``G_f`` of
-    Theorem 1) on the test set every 100 steps. The figure shows, for the chosen step and metric,
+    Theorem 1) on the test set every 100 steps. ``ordered``: join the means with a line (default: for
+    the ordered grids of Tables 1 and 2, not for Figure 3's pairs). The figure shows, for the chosen step and metric,
     every seed (dots) and the mean over seeds (line) of each method, per augmentation set. One frame
     per (step, metric).
     """
@@ -591,8 +592,10 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
     method_list = list(dict.fromkeys(m for m, *_ in runs))
     seed_list = sorted({s for _, _, s, _ in runs})
     steps = sorted(set.intersection(*(set(h) for h in records.values())))
-    metrics = {"kNN top-1 accuracy": "knn_top1", "nearest-centre accuracy 1 − Err(<i>G<sub>f</sub></i>)":
-               "nearest_centre_acc"}
+    metrics = {"kNN top-1": "knn_top1", "nearest centre": "nearest_centre_acc"}  # slider label: record key
+    long_names = {"kNN top-1": "kNN top-1 accuracy", "nearest centre": "nearest-centre accuracy 1 − Err(G<sub>f</sub>)"}
+    if ordered is None:  # Tables 1 and 2 order their rows (richness, strength); Figure 3's pairs are not ordered
+        ordered = experiment != "figure3"
     pretty = {"simclr": "SimCLR", "barlow_twins": "Barlow Twins", "moco": "MoCo", "simsiam": "SimSiam"}
     xs = np.arange(len(cells), dtype=float)
     shift = {m: (i - (len(method_list) - 1) / 2) * 0.18 for i, m in enumerate(method_list)}
@@ -602,7 +605,8 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
         traces.append(dict(type="scatter", mode="markers", name=f"{pretty.get(m, m)}, each seed",
                            marker=dict(color=colour, size=8, opacity=0.55, symbol="circle-open",
                                        line=dict(width=2))))
-        traces.append(dict(type="scatter", mode="lines+markers", name=f"{pretty.get(m, m)}, mean", line=dict(color=colour, width=3),
+        traces.append(dict(type="scatter", mode="lines+markers" if ordered else "markers",
+                           name=f"{pretty.get(m, m)}, mean", line=dict(color=colour, width=3),
                            marker=dict(color=colour, size=10), x=xs + shift[m]))
     values = {}
     for label, key in metrics.items():
@@ -633,7 +637,7 @@ def results_explorer(experiment: str = "table1", *, methods: Sequence[str] | Non
             data.append(dict(x=(xs[:, None] + shift[m] + jitter[None, :]).ravel(), y=v.ravel(),
                              text=[f"seed {s}" for _ in cells for s in seed_list]))
             data.append(dict(y=v.mean(axis=1)))
-        name = _plain(label)
+        name = long_names[label]
         return {"data": data, "layout": {"yaxis": {"range": ranges[label]},
                                          "title": _title(f"{experiment}, book runs at step {step}<br>{name}")}}
 
