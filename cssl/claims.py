@@ -879,14 +879,19 @@ class Ledger:
                 raise ValueError(f"claim {c.label} ({c.name}) refutes the printed statement and names "
                                  f"{target!r} as corrected, but no claim of {target!r} holds in this chapter")
         if self.record:
-            self.save()
+            self.save(complete=True)
         print("\n".join(self.verdict_lines()))
 
-    def save(self) -> Path:
-        """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash)."""
+    def save(self, *, complete: bool = False) -> Path:
+        """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash).
+
+        ``complete`` is set by :meth:`verdicts` at the end of the chapter; a record written after each
+        check (a chapter still running, or stopped halfway) is incomplete, and :func:`collect` treats it
+        as stale.
+        """
         path = self.root / RECORD_DIR / f"{self.chapter}.json"
         modules = loaded_modules()
-        atomic_write_json(path, {"chapter": self.chapter, "modules": modules,
+        atomic_write_json(path, {"chapter": self.chapter, "complete": bool(complete), "modules": modules,
                                  "source_hash": source_hash(self.notebook, modules),
                                  "claims": [asdict(c) for c in self.claims]})
         return path
@@ -922,7 +927,8 @@ def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (
     ``exclude``, reads ``_build/claims/<chapter>.json``; when it is missing or its source hash is stale
     and ``rebuild_stale`` is true, executes the chapter first (which rewrites the record). A change of
     the sources while chapters run makes earlier records stale again, so the sweep is repeated up to
-    ``passes`` times. Raises when a chapter still has no current record.
+    ``passes`` times. A record is current when the chapter ran to its verdict table (complete) and its
+    hash matches. Raises when a chapter still has no current record.
     """
     root = book_root(root)
     skip = set(exclude)
@@ -935,7 +941,7 @@ def collect(*, root: str | os.PathLike | None = None, exclude: Iterable[str] = (
             return False
         record = json.loads(path.read_text(encoding="utf-8"))
         current = source_hash(root / "chapters" / f"{chapter}.ipynb", record.get("modules"))
-        return record.get("source_hash") == current
+        return bool(record.get("complete")) and record.get("source_hash") == current
 
     for _ in range(max(1, passes) if rebuild_stale else 0):
         stale = [c for c in chapters if not fresh(c)]

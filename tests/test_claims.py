@@ -122,6 +122,9 @@ def test_collect_reads_fresh_records_and_rejects_stale_ones(ledger, tmp_path):
     (tmp_path / "chapters").mkdir()
     (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x')"}]}))
     ledger.check("thm-1", 0, "<=", 1, statement="s", kind="exact")
+    with pytest.raises(RuntimeError, match="no current claims record"):   # not complete yet
+        claims.collect(root=tmp_path, rebuild_stale=False)
+    ledger.verdicts()
     got = claims.collect(root=tmp_path, rebuild_stale=False)
     assert [r["label"] for r in got] == ["thm-1"]
     (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x') # changed"}]}))
@@ -155,6 +158,7 @@ def test_ledger_command_prints_fresh_records_and_fails_on_missing_ones(ledger, t
     assert main(["ledger", "--root", str(tmp_path)]) == 1
     assert "no current claims record" in capsys.readouterr().err
     ledger.check("thm-1", 0, "<=", 1, statement="zero is at most one", kind="exact")
+    ledger.verdicts()
     assert main(["ledger", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "thm-1" in out and "zero is at most one" in out and "1 claims" in out
@@ -452,6 +456,7 @@ def test_collect_skips_pages_that_record_no_claims(ledger, tmp_path):
     (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x')"}]}))
     (tmp_path / "chapters/95_map.ipynb").write_text(json.dumps({"cells": [{"source": "a map"}]}))
     ledger.check("thm-1", 0, "<=", 1, statement="s", kind="exact")
+    ledger.verdicts()
     assert [r["label"] for r in claims.collect(root=tmp_path, rebuild_stale=False)] == ["thm-1"]
 
 
