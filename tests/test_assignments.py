@@ -288,3 +288,12 @@ def test_grade_command_reports_bad_input(capsys, tmp_path):
     assert "no such autograder zip" in capsys.readouterr().err
     assert build_assignments.main(["--grade", str(tmp_path / "missing.zip")]) == 2
     assert "at least one submission" in capsys.readouterr().err
+
+
+def test_grading_a_class_goes_on_past_a_submission_otter_cannot_grade(built):
+    rows = build_assignments.grade(built["ch03_theorem1"]["autograder"],
+                                   [built["ch08_richness"]["student"], built["ch03_theorem1"]["solutions"]],
+                                   cell_timeout=120, call_timeout=60)
+    wrong, right = rows
+    assert wrong["score"] == 0 and "ch08_richness" in wrong["error"] and wrong["possible"] == 10
+    assert right["score"] == right["possible"] == 10 and right["error"] == ""

@@ -1,23 +1,29 @@
-"""Build the graded course assignments: run ``otter assign`` on every master notebook under assignments/.
+"""Build the graded course assignments (``otter assign`` on every master under assignments/) and grade them.
 
     python tools/build_assignments.py                      # every master -> _build/assignments/<name>/
     python tools/build_assignments.py ch03_theorem1        # only the named assignment(s)
     python tools/build_assignments.py --out /tmp/course    # another output folder (outside the repository)
-    python tools/build_assignments.py --list               # list the masters and their questions
+    python tools/build_assignments.py --list               # list the masters, their questions and points
     python tools/build_assignments.py --no-check           # skip otter's check of the solutions (faster)
+    python tools/build_assignments.py --grade <zip> subs/*.ipynb --timeout 120 --csv scores.csv
 
 A master is ``assignments/<name>/<name>.ipynb`` in otter-grader's notebook format (an ``# ASSIGNMENT CONFIG``
 raw cell, questions between ``# BEGIN QUESTION`` / ``# END QUESTION``, solutions marked ``# BEGIN SOLUTION`` /
 ``# END SOLUTION`` or ``# SOLUTION``, tests between ``# BEGIN TESTS`` / ``# END TESTS``, hidden tests starting
-with ``# HIDDEN``). For each master this writes
+with ``# HIDDEN``). Every autograded question gives ``points`` as a list, one per test, hidden tests at least
+70 % of them; a question with ``manual: true`` has no tests and a rubric as its solution. Each master is
+staged with the grading helpers (``assignments/_support/cssl_autograde.py``), a wheel of ``cssl`` built from
+this checkout, the pinned requirements (Python 3.11, CPU PyTorch) and, when it lists ``book_runs`` in
+``files:``, the committed runs' records. For each master this writes
 
     <out>/<name>/student/<name>.ipynb                      the notebook to hand out (public tests only)
-    <out>/<name>/autograder/<name>.ipynb                   the solutions notebook (keep private)
-    <out>/<name>/autograder/<name>-autograder.zip          the autograder: every test, public and hidden
+    <out>/<name>/autograder/<name>.ipynb                   the solutions notebook with the rubrics (keep private)
+    <out>/<name>/autograder/<name>-autograder.zip          the autograder: every test, and its environment
 
 and, unless ``--no-check``, otter assign grades the solutions notebook with that autograder (locally, no
-Docker) and fails unless it scores full marks. Grade a submission locally with
-``otter run -a <name>-autograder.zip submission.ipynb``. The output folder ``<out>/<name>`` is replaced.
+Docker) and fails unless it scores full marks. ``--grade`` grades submissions locally with ``otter run`` and
+time limits per cell and per call of the student's code (plain ``otter run`` has none). The output folder
+``<out>/<name>`` is replaced.
 """
 from __future__ import annotations
 
@@ -52,6 +58,7 @@ class Master:
     path: Path
     questions: dict = field(default_factory=dict)  # question name -> (public tests, hidden tests)
     points: dict = field(default_factory=dict)     # autograded question name -> its points
+    hidden_share: dict = field(default_factory=dict)  # autograded question name -> share of hidden points
     manual: list = field(default_factory=list)     # questions graded by hand, with the rubric as solution
 
 
@@ -123,6 +130,7 @@ def read_master(path: Path) -> Master:
                     raise AssignmentError(f"{path}: question {question!r}: hidden tests carry {share:.0%} of its "
                                           f"points, at least {MIN_HIDDEN_SHARE:.0%} required")
                 master.points[question] = total
+                master.hidden_share[question] = share
             question = None
         elif head == "# BEGIN SOLUTION" and question is not None:
             solutions += 1
@@ -386,6 +394,18 @@ def _support_module():
     return module
 
 
+def _possible(autograder: Path) -> float:
+    """The points of an autograder zip (the sum over its test files)."""
+    import zipfile
+
+    from otter.test_files import ExceptionTestFile
+
+    with zipfile.ZipFile(autograder) as z:
+        files = [ExceptionTestFile.from_string(z.read(n).decode(), path=n) for n in z.namelist()
+                 if n.startswith("tests/") and n.endswith(".py")]
+    return float(sum(tc.points for f in files for tc in f.test_cases))
+
+
 def grade(autograder: Path, submissions, *, cell_timeout: int = 120, call_timeout: float = 60,
           tests_timeout: int = 900) -> list[dict]:
     """Grade submissions locally (no Docker) with an autograder zip, with time limits.
@@ -394,7 +414,8 @@ def grade(autograder: Path, submissions, *, cell_timeout: int = 120, call_timeou
     limit of ``cell_timeout`` seconds (an endless cell is interrupted and graded as an error) and every
     call of the student's code in a hidden test a limit of ``call_timeout`` seconds. Needs the book's
     environment (cssl, torch, otter-grader). Returns one dict per submission: ``submission``, ``score``,
-    ``possible``, ``questions`` (question -> score), ``seconds``.
+    ``possible``, ``questions`` (question -> score), ``seconds`` and ``error`` (why otter could not grade
+    it, e.g. a notebook of another assignment: score 0; empty otherwise).
     """
     from otter.run import main as otter_run
 
@@ -412,11 +433,17 @@ def grade(autograder: Path, submissions, *, cell_timeout: int = 120, call_timeou
             if not sub.is_file():
                 raise AssignmentError(f"{sub}: no such submission")
             t0 = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                results = otter_run(str(sub), autograder=str(autograder), output_dir=None, no_logo=True)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    results = otter_run(str(sub), autograder=str(autograder), output_dir=None, no_logo=True)
+            except Exception as exc:  # noqa: BLE001 - one unreadable submission must not stop the class
+                rows.append({"submission": str(sub), "score": 0.0, "possible": _possible(autograder),
+                             "questions": {}, "seconds": time.perf_counter() - t0,
+                             "error": f"{type(exc).__name__}: {exc}"})
+                continue
             rows.append({"submission": str(sub), "score": float(results.total), "possible": float(results.possible),
                          "questions": {q: float(r.score) for q, r in results.results.items()},
-                         "seconds": time.perf_counter() - t0})
+                         "seconds": time.perf_counter() - t0, "error": ""})
     finally:
         for k, v in saved.items():
             if v is None:
@@ -450,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = grade(args.grade, args.names, cell_timeout=args.timeout, call_timeout=call,
                          tests_timeout=10 * args.timeout)
             questions = list(dict.fromkeys(q for r in rows for q in r["questions"]))
-            lines = [",".join(["submission", "score", "possible", *questions, "seconds"])]
+            lines = [",".join(["submission", "score", "possible", *questions, "seconds", "error"])]
             for r in rows:
+                error = '"' + r["error"].replace('"', "'").replace("\n", " ") + '"' if r["error"] else ""
                 lines.append(",".join([Path(r["submission"]).name, f"{r['score']:g}", f"{r['possible']:g}",
-                                       *(f"{r['questions'].get(q, 0):g}" for q in questions), f"{r['seconds']:.1f}"]))
+                                       *(f"{r['questions'].get(q, 0):g}" for q in questions), f"{r['seconds']:.1f}",
+                                       error]))
             print("\n".join(lines))
             if args.csv:
                 args.csv.write_text("\n".join(lines) + "\n")
@@ -463,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m.name}: {m.path.relative_to(ROOT)}")
                 for q, (public, hidden) in m.questions.items():
                     what = "graded by hand (rubric)" if q in m.manual else \
-                        f"{public} public, {hidden} hidden test(s), {m.points[q]:g} points"
+                        f"{public} public, {hidden} hidden test(s), {m.points[q]:g} points " \
+                        f"({m.hidden_share[q]:.0%} hidden)"
                     print(f"    {q}: {what}")
             return 0
         results = build(args.names, args.out, check=not args.no_check, quiet=not args.verbose)
