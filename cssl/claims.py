@@ -696,7 +696,7 @@ class Ledger:
                       box=None if box is None else asdict(box), sensitivity=sens)
         self.claims.append(claim)
         if self.record:
-            self.save()
+            self.save(complete=False)
         return claim
 
     def refute(self, label: str, lhs, printed: str, rhs, *, corrected: str, statement: str, kind: str,
@@ -781,7 +781,7 @@ class Ledger:
                       box=None if box is None else asdict(box))
         self.claims.append(claim)
         if self.record:
-            self.save()
+            self.save(complete=False)
         return claim
 
     def check_identity(self, label: str, lhs, rhs, *, statement: str, name: str = "", assumptions=None,
@@ -882,12 +882,12 @@ class Ledger:
             self.save(complete=True)
         print("\n".join(self.verdict_lines()))
 
-    def save(self, *, complete: bool = False) -> Path:
+    def save(self, *, complete: bool = True) -> Path:
         """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash).
 
-        ``complete`` is set by :meth:`verdicts` at the end of the chapter; a record written after each
-        check (a chapter still running, or stopped halfway) is incomplete, and :func:`collect` treats it
-        as stale.
+        The record written after each check has ``complete=False`` (a chapter still running, or stopped
+        halfway), and :func:`collect` treats it as stale; :meth:`verdicts` at the end of the chapter, or
+        a page that checks no claims calling ``save()`` itself, writes it complete.
         """
         path = self.root / RECORD_DIR / f"{self.chapter}.json"
         modules = loaded_modules()

@@ -490,3 +490,10 @@ def test_a_record_is_stale_only_when_a_module_it_loaded_changes(tmp_path):
         str(p.relative_to(claims.Path(claims.__file__).parent))
         for p in claims.Path(claims.__file__).parent.rglob("*.py"))
     assert claims.source_hash(None, ["claims.py"]) != claims.source_hash(None, ["bounds.py"])
+
+
+def test_a_page_without_claims_can_save_a_complete_empty_record(ledger, tmp_path):
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x').save()"}]}))
+    Ledger("01_x", root=tmp_path).save()
+    assert claims.collect(root=tmp_path, rebuild_stale=False) == []
