@@ -509,18 +509,18 @@ def theorem3_explorer(L2: Sequence[float] = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0),
     (:func:`cssl.bounds.tau_book`, valid for ``0 <= eps <= 1 - log(1 - 1/e)``, the plotted range) and
     ``K`` balanced classes (``p_k = p_l = 1/K``). Since ``mu_k^T mu_l <= ||mu_k|| ||mu_l|| = 1`` for
     unit-norm features, the theorem says something only where the curve is below 1 (shaded). The
-    dashed curve is the smallest value the right-hand side can take for a perfectly aligned encoder
-    (:func:`cssl.bounds.theorem3_rhs_floor`, sphere floor), which is above 1 up to ``eps* ~ 1.42``
-    (:func:`cssl.bounds.theorem3_vacuity_threshold`). A gap in the curve marks inputs inconsistent
-    with the theorem (the logarithm's argument ``<= 0``, possible only when ``L2`` is below its floor).
+    dashed curve is the smallest value the right-hand side can take for any encoder, any ``eps >= 0``
+    and ``tau >= 0`` (:func:`cssl.bounds.theorem3_rhs_jensen_floor` at ``L_1 = 0``, the largest
+    ``L_1`` can be; ``log(16 - e) ~ 2.59`` at ``eps = 0``): it never reaches 1, so the theorem is
+    never informative. A gap in the curve marks inputs inconsistent with the theorem (the logarithm's
+    argument ``<= 0``, possible only when ``L2`` is below its floor ``log 2``).
     """
     l2s = [check_real(v, "L2 entry", low=0) for v in L2]
     rs = [check_real(v, "R_eps entry", low=0, high=1) for v in R_eps]
     ks = [check_int(k, "classes entry", low=2) for k in classes]
     points = check_int(points, "points", low=2)
     eps = np.linspace(0.0, bounds.TAU_BOOK_EPS_MAX, points)
-    floor = np.asarray(bounds.theorem3_rhs_floor(eps, alignment_floor="quadratic"))
-    eps_star = bounds.theorem3_vacuity_threshold(alignment_floor="quadratic")
+    floor = np.asarray(bounds.theorem3_rhs_jensen_floor(eps))
     y_top = 8.0
     traces = [
         dict(type="scatter", mode="lines", x=[0, eps[-1], eps[-1], 0], y=[-2.0, -2.0, 1.0, 1.0], fill="toself",
@@ -529,16 +529,14 @@ def theorem3_explorer(L2: Sequence[float] = (0.8, 1.0, 1.2, 1.4, 1.6, 2.0),
         dict(type="scatter", mode="lines", x=[0, eps[-1]], y=[1.0, 1.0], line=dict(color="black", width=1.2),
              name="trivial bound μ<sub>k</sub>ᵀμ<sub>l</sub> ≤ 1", showlegend=False, hoverinfo="skip"),
         dict(type="scatter", mode="lines", x=eps, y=floor, line=dict(color=_PALETTE[1], width=2, dash="dash"),
-             name="smallest possible (aligned encoder)"),
+             name="smallest possible, any encoder"),
         dict(type="scatter", mode="lines", x=eps, line=dict(color=_PALETTE[0], width=3),
              name="right-hand side, τ = 4<i>R</i><sub>ε</sub>"),
     ]
     layout = dict(xaxis=dict(title=dict(text="ε"), range=[0, float(eps[-1])]),
                   yaxis=dict(title=dict(text="bound on μ<sub>k</sub>ᵀμ<sub>l</sub>"), range=[-2.0, y_top]),
                   legend=dict(orientation="h", x=0, y=1.01, xanchor="left", yanchor="bottom", font=dict(size=12)),
-                  margin=dict(t=150),
-                  annotations=[dict(text=f"ε* = {eps_star:.3f}", x=eps_star, y=1.0, xref="x", yref="y",
-                                    showarrow=True, ax=-30, ay=40, font=dict(size=12))])
+                  margin=dict(t=150))
     controls = [Control("<i>L</i><sub>2</sub>(<i>f</i>)", tuple(_fmt(v) for v in l2s), initial=min(2, len(l2s) - 1)),
                 Control("<i>R</i><sub>ε</sub>", tuple(_fmt(v) for v in rs), initial=0),
                 Control("classes <i>K</i> (balanced)", tuple(str(k) for k in ks), initial=0)]
