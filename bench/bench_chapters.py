@@ -4,7 +4,7 @@
 
 Runs each chapter notebook of ``_toc.yml`` (or the ones named) top to bottom in a fresh kernel, one
 after the other, and measures the wall time and the peak resident memory of the kernel process tree
-(sampled every 50 ms with psutil, so very short spikes can be missed). Budgets (DESIGN.md): theory
+(sampled every 50 ms with psutil, so very short spikes can be missed). Budgets (docs/design.md, section 7): theory
 chapter at most 60 s, experiment chapter at most 180 s, each at most 2 GB; the whole book at most
 15 minutes on a 2-core CPU. Writes ``chapters.json`` (with machine, date and commit) and
 ``chapters.md`` (the table the README shows) atomically. The notebooks themselves are not modified unless

@@ -6,7 +6,8 @@ Clones the current commit (``git clone`` of this repository, so only committed f
 folder and runs ``.ci/run`` there with ``CI=true``: a fresh virtual environment, the README's install
 command (pip install + a forced Jupyter Book build of every chapter) and its test command (pytest with
 nbval). Records the wall time of the whole job, its exit status and pytest's summary line (the job's last
-line) in ``ci.json`` / ``ci.md``. Budget (DESIGN.md): CI at most 45 minutes. The full log is kept beside the
+line) in ``ci.json`` / ``ci.md``. Budget (docs/design.md, section 7): CI at most 45 minutes. The full log
+is kept beside the
 report as ``ci.log``.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ here and the docstrings keep them apart:
 * **paper** -- the statement printed in the paper (Huang, Yi, Zhao, Jiang, ICLR 2023);
 * **book** -- a reconstruction by this book, because the paper's appendix (proofs, explicit ``tau``
   and ``tau'``) was not available. Every such function or option is named ``*_book`` or
-  ``coefficient="corrected"`` and says so; see ``paper/notes.md`` sections 3.2, 4.2, 5.3 and 6.3.
+  ``coefficient="corrected"`` and says so; see ``docs/design.md``, section 2.
 
 Scalar inputs give a Python ``float``; array inputs broadcast with numpy and give an ``ndarray``.
 :mod:`cssl.symbolic` holds the sympy twin of each formula, and the tests check that both agree.

@@ -596,7 +596,8 @@ def standardize_views(views, eps: float = 1e-6) -> torch.Tensor:
 
     Not part of the paper (its ``d_A``, eq. (1), is on raw inputs); a choice of input space for it.
     Optional pre-processing for :func:`estimate_sigma`: brightness/contrast jitter pulls raw-pixel views of
-    every class toward flat images, which blurs the within/between-class contrast of ``d_A`` (see DESIGN).
+    every class toward flat images, which blurs the within/between-class contrast of ``d_A``
+    (``docs/design.md``, section 3).
     ``eps`` guards constant views (they map to 0).
     """
     v = as_tensor(views, "views", dtype=None, ndim=3)

@@ -1,18 +1,18 @@
 """The paper's experiments (Sec. 5) as data: profiles, experiment grids, and :func:`reproduce`.
 
-Profiles (DESIGN.md "Profiles and devices")
+Profiles (``docs/design.md``, section 3 "Profiles and devices")
 
 * ``quick``: CPU scale. SmallCNN (width 16) on 16x16 procedural colour textures (or the 8x8 digits),
   batch 256, Adam 2e-3, 200 steps, kNN evaluated every 50 steps; BatchNorm statistics re-estimated on
   clean images before evaluation; Barlow Twins with ``lambda = 0.1`` (5e-3 stays near chance at this
-  scale, DESIGN.md). About ten seconds a run on two CPU cores.
+  scale, ``docs/design.md`` section 3). About ten seconds a run on two CPU cores.
 * ``book``: the runs the experiment chapters analyse, trained once and committed
   (:mod:`cssl.runcache`): the quick profile's data and model, but 800 steps at a **constant** learning
   rate (so the run's evaluation at step ``s`` is exactly the final evaluation of a run of length ``s``,
   and one run gives the accuracy at every training length), kNN every 100 steps, the blur's sigma
   scaled with the image (``image_size / 32``, the authors' one pixel in 32), five seeds, SimCLR and
   Barlow Twins. About 45 s a run on one CPU thread.
-* ``paper``: the authors' recipe (``paper/notes.md`` Sec. 8.5): ResNet-18 with the CIFAR stem on
+* ``paper``: the authors' recipe (``docs/design.md``, section 4): ResNet-18 with the CIFAR stem on
   CIFAR-10/100, batch 512, SGD momentum 0.9, weight decay 5e-4, cosine schedule; lr SimCLR 0.06,
   MoCo 0.08, SimSiam 0.05, Barlow Twins 0.11 (``lambda = 5e-3``); MoCo with split BatchNorm (8);
   800 epochs for Tables 1-2, 200 for Figure 3; kNN (k = 200, t = 0.1) after every epoch, evaluated
@@ -119,7 +119,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                           tuple(Cell(p, {"letters": p}) for p in _PAIRS), 200, methods=("simclr",)),
 }
 
-#: The paper's kNN top-1 accuracies (%, mean ± std over 3 runs, max over epochs), ``paper/notes.md`` 8.2-8.3:
+#: The paper's kNN top-1 accuracies (%, mean ± std over 3 runs, max over epochs), from its Tables 1 and 2:
 #: ``PAPER_RESULTS[experiment][dataset][method][cell label] = (mean, std)``.
 PAPER_RESULTS: dict = {
     "table1": {
