@@ -81,6 +81,7 @@ __all__ = [
     "format_effect",
     "format_margin",
     "paired_effect",
+    "how_checked",
     "ledger_markdown",
     "sensitivity_text",
     "sensitivity_summary",
@@ -975,14 +976,64 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+#: Tokens longer than this get break opportunities in the ledger page's tables (see :func:`_breakable`).
+_LONG_TOKEN = 14
+_BREAK_AFTER = re.compile(r"([(,/.=+;:])(?=.)")
+
+
+def _breakable(text: str) -> str:
+    """A table cell's text (as :func:`_md_cell`) in which long tokens may wrap: ``<wbr>`` (a break the
+    browser may take, which copying ignores) after ``( , / . = + ; :`` and ``_`` (escaped, so that it
+    cannot start emphasis) inside each token of more than 14 characters, outside ``$math$`` and
+    ```code```. A table of the ledger page is as wide as its longest unbreakable tokens, e.g.
+    ``lemma32_counterexample_world:``."""
+    out = []
+    # math ($...$) and code (`...`) stay as they are; only the text between them gets breaks
+    for i, part in enumerate(re.split(r"(\$[^$]*\$|`[^`]*`)", _md_cell(text))):
+        if i % 2 == 0:
+            part = " ".join(_BREAK_AFTER.sub(r"\1<wbr>", re.sub(r"(?<!\\)_(?=.)", r"\\_<wbr>", t))
+                            if len(t) > _LONG_TOKEN else t for t in part.split(" "))
+        out.append(part)
+    return "".join(out)
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    """The distinct seeds of a claim, in order: ``0-4`` for a run of three or more, else ``0, 1``."""
+    distinct = list(dict.fromkeys(seeds))
+    if len(distinct) >= 3 and distinct == list(range(distinct[0], distinct[0] + len(distinct))):
+        return f"{distinct[0]}\u2013{distinct[-1]}"
+    return ", ".join(map(str, distinct))
+
+
+def how_checked(record) -> str:
+    """How a claim was checked, for the ledger page: its kind and its cases, e.g. ``exact, 300 cases``,
+    ``empirical, 15 cases, seeds 0-4`` (the distinct seeds), or ``symbolic`` for one sympy proof."""
+    r = record if isinstance(record, dict) else asdict(record)
+    n = int(r["n_cases"])
+    if r["kind"] == "symbolic" and n == 1 and not r.get("seeds"):
+        return "symbolic"
+    text = f"{r['kind']}, {n} case{'s' if n != 1 else ''}"
+    if r.get("seeds"):
+        distinct = list(dict.fromkeys(r["seeds"]))
+        text += f", seed{'s' if len(distinct) > 1 else ''} {_seed_text(r['seeds'])}"
+    return text
+
+
 def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
     """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
 
-    Columns: the statement's box (its number, linked with ``{prf:ref}``, and its title), the claim in
-    words, kind, verdict (with the corrected statement of a refutation, the floor of a vacuous claim,
-    the number of tries of an open one), margin (worst-case slack; for :meth:`Ledger.compare` the effect
-    and its interval, e.g. ``effect +0.032 [0.011, 0.053] (paired t, 95%)``), whether the check can fail
-    (:func:`sensitivity_text`) and the number of cases with their seeds.
+    Four columns, so that each table fits the text column of the site (and of the PDF):
+
+    * *statement*: the statement's box, its number linked with ``{prf:ref}`` and its title;
+    * *claim*: the claim in words (its long tokens may wrap, see :func:`_breakable`);
+    * *verdict; margin; can fail?*: the verdict (with the corrected statement of a refutation, the
+      floor of a vacuous claim, the number of tries of an open one), then on a new line the margin, the
+      worst-case slack (for :meth:`Ledger.compare` the effect and its interval, e.g.
+      ``effect +0.032 [0.011, 0.053] (paired t, 95%)``), and whether the check can fail
+      (:func:`sensitivity_text`);
+    * *how checked*: the kind and the cases with their seeds (:func:`how_checked`).
+
+    The chapters' own verdict tables (:meth:`Ledger.verdict_lines`) are separate and unchanged.
     """
     root = book_root(root)
     boxes = book_boxes(root)
@@ -991,16 +1042,18 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
     for chapter in chapters:
         rows = [r for r in records if r["chapter"] == chapter]
         lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", "",
-                 "| statement | claim | kind | verdict | margin | can fail? | cases |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| statement | claim | verdict; margin; can fail? | how checked |",
+                 "|---|---|---|---|"]
         for r in rows:
-            cases = f"{r['n_cases']}" + (f" (seeds {', '.join(map(str, r['seeds']))})" if r.get("seeds") else "")
             extra = r.get("extra") or {}
-            margin_txt = format_margin(r["margin"])
+            margin_txt = f"margin {format_margin(r['margin'])}"
             if "effect" in extra:
                 margin_txt = f"effect {format_effect(r, describe=True)}"
+            sens = sensitivity_text(r)
+            if sens != "-":
+                margin_txt += f"; {sens}"
             box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
-            where = (f"{{prf:ref}}`{box['number']} <{r['label']}>` ({box['title']})" if box
+            where = (f"{{prf:ref}}`{box['number']} <{r['label']}>` ({_breakable(box['title'])})" if box
                      else f"{{prf:ref}}`{r['label']}`")
             verdict = r["verdict"]
             if "corrected" in extra:
@@ -1010,13 +1063,13 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
             if "floor" in extra:
                 floor = boxes.get(extra["floor"]["label"])
                 verdict += f"; floor: {{prf:ref}}`{floor.number if floor else extra['floor']['label']}" \
-                           f" <{extra['floor']['label']}>` ({_md_cell(extra['floor']['name'])})"
+                           f" <{extra['floor']['label']}>` ({_breakable(extra['floor']['name'])})"
             if "tries" in extra:
                 verdict += f": no counterexample in {extra['tries']} tries"
             if "regression" in extra:
-                verdict += f" ({_md_cell(extra['regression'])})"
-            lines.append(f"| {_md_cell(where)} | {_md_cell(r['statement'])} | {r['kind']} | {verdict} | "
-                         f"{margin_txt} | {sensitivity_text(r)} | {cases} |")
+                verdict += f" ({_breakable(extra['regression'])})"
+            lines.append(f"| {where} | {_breakable(r['statement'])} | {verdict}<br>{margin_txt} | "
+                         f"{how_checked(r)} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "*No claims recorded yet.*"
 

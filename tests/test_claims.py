@@ -136,7 +136,29 @@ def test_ledger_markdown_links_every_claim(ledger):
     ledger.check("thm-1", 0, "<=", math.inf, statement="a | b", kind="exact")
     md = claims.ledger_markdown([json.loads(json.dumps(c.__dict__)) for c in ledger.claims],
                                 root=ledger.root)
-    assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "| inf |" in md and "01_x" in md
+    assert "{prf:ref}`thm-1`" in md and "a \\| b" in md and "margin inf;" in md and "01_x" in md
+
+
+def test_ledger_tables_fit_the_column_and_leave_the_verdict_table_alone(ledger):
+    """The ledger page's tables have four columns and long tokens that may wrap; the chapter's own
+    verdict table (``verdict_lines``, compared by nbval) keeps its five columns."""
+    ledger.check("thm-1", 0.95, "<=", 1, statement="on lemma32_counterexample_world: f(x)^T mu_l >= 0",
+                 kind="exact", name="printed constant")
+    ledger.check("thm-2", np.zeros(15), "<=", 1, statement="s", kind="empirical", seeds=[0, 1, 2, 3, 4] * 3)
+    ledger.check("thm-3", 0, "<=", 1, statement="s", kind="exact", seeds=[0, 2], name="two")
+    md = claims.ledger_markdown([json.loads(json.dumps(c.__dict__)) for c in ledger.claims],
+                                root=ledger.root)
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| statement | claim | verdict; margin; can fail? | how checked |"
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 5 for row in rows)
+    assert "lemma32\\_<wbr>counterexample\\_<wbr>world: f(x)^T mu_l" in md
+    assert "| holds<br>margin 0.05; fails at 10% tighter | exact, 1 case |" in md
+    assert "| empirical, 15 cases, seeds 0\u20134 |" in md and "| exact, 1 case, seeds 0, 2 |" in md
+    head = ledger.verdict_lines()[1].split()
+    assert head == ["statement", "check", "verdict", "margin", "can", "fail?"]
+    assert claims._breakable("short_token a_b") == "short_token a_b"
+    math = "$\\mu_{very_long_subscript}$ `code_that_is_long_too`"
+    assert claims._breakable(math) == math
 
 
 def test_check_proof_records_sympy_proofs_and_refuses_failed_ones(ledger):
@@ -285,9 +307,9 @@ class TestCompare:
             claims.format_effect(ledger.claims[-1])
         md = claims.ledger_markdown([json.loads(json.dumps(x.__dict__)) for x in ledger.claims],
                                     root=ledger.root)
-        assert "| reproduces | effect +0.032 [0.019, 0.045] (paired t, 95%) | - | 5 (seeds 0, 1, 2, 3, 4) |" in md
-        assert "| reversed | effect -0.032 [-0.045, -0.019] (paired t, 95%) |" in md
-        assert "| holds | 1 | loose by >= 10x | 1 |" in md
+        assert "| reproduces<br>effect +0.032 [0.019, 0.045] (paired t, 95%) | empirical, 5 cases, seeds 0\u20134 |" in md
+        assert "| reversed<br>effect -0.032 [-0.045, -0.019] (paired t, 95%) |" in md
+        assert "| holds<br>margin 1; loose by >= 10x | exact, 1 case |" in md
 
     def test_verdict_table_shows_computed_verdicts_and_effects(self, ledger):
         ledger.compare("obs-rich", self.higher(), self.LOWER, seeds=self.SEEDS, statement="s", name="knn")
