@@ -142,3 +142,8 @@ def test_formatter_reports_lines_it_cannot_shorten(tmp_path):
     report = format_notebooks.format_notebook(path)
     assert [(i, n) for i, n, _ in report.too_long] == [(0, 1)]
     assert format_notebooks.main([str(path)]) == 1
+
+
+def test_formatter_keeps_the_semicolon_that_hides_a_cell_value():
+    assert format_notebooks.format_source("x = 1\nplt.plot([1],[2]);") == "x = 1\nplt.plot([1], [2]);"
+    assert format_notebooks.format_source("y=2") == "y = 2"

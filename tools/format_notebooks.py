@@ -56,11 +56,14 @@ def format_source(source: str, split_strings: bool = True) -> str:
     black = _black()
     if not source.strip():
         return source
+    # A trailing ";" hides the cell's value in a notebook; black would drop it and change the page.
+    body = source.rstrip()
+    quiet = body.endswith(";")
     try:
-        out = black.format_str(source, mode=mode(split_strings))
+        out = black.format_str(body[:-1] if quiet else source, mode=mode(split_strings))
     except black.parsing.InvalidInput as err:
         raise ValueError(f"black cannot parse this cell: {err}") from err
-    return out.rstrip("\n")
+    return out.rstrip("\n") + (";" if quiet else "")
 
 
 def long_lines(source: str, limit: int = LINE_LENGTH) -> list[tuple[int, str]]:
