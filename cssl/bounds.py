@@ -63,7 +63,7 @@ __all__ = [
     "t_infonce_mean_bound_book",
 ]
 
-Coefficient = Literal["paper", "corrected"]
+Coefficient = Literal["paper", "corrected", "improved"]
 
 #: Largest eps for which the book's ``tau_book = 4 R_eps`` is derived (notes 5.3, step 2 needs
 #: ``log(e^{1-eps} + e^{-1}) >= 0``): ``1 - log(1 - 1/e) ~= 1.4587``.
@@ -106,8 +106,8 @@ def _ret(x):
 
 
 def _coefficient(coefficient: str) -> str:
-    if coefficient not in ("paper", "corrected"):
-        raise ValueError(f"coefficient must be 'paper' or 'corrected', got {coefficient!r}")
+    if coefficient not in ("paper", "corrected", "improved"):
+        raise ValueError(f"coefficient must be 'paper', 'corrected' or 'improved', got {coefficient!r}")
     return coefficient
 
 
@@ -133,6 +133,15 @@ def rho_l(sigma, delta, eps, R_eps, p_l, L, r, *, coefficient: Coefficient = "pa
       gives the trivial ``f^T mu_l >= -r^2``, i.e. ``rho = 2``, which already makes condition (2)
       unsatisfiable (threshold ``<= -3 r^2 < -r^2 <= mu_l^T mu_k``).
 
+    * ``coefficient="improved"`` (**the book's**, thm-book-lem32-all; not the paper's word)::
+
+          rho#_l = (1 - sigma) + R_eps / p_l + a
+
+      The book proves Lemma 3.2 with any ``rho >= h_l + a``, where
+      ``h_l = 1 - P[C_l^0 cap S_eps | C_l] <= (1 - sigma) + R_eps / p_l``; so ``rho#_l`` is admissible
+      and ``rho_l - rho#_l = (1 - sigma)(1 - a) >= 0`` when ``a <= 1``. The printed ``rho_l`` is
+      admissible too (for ``a > 1`` its hypothesis cannot hold), hence Lemma 3.2 holds as printed.
+
     Parameters: ``sigma`` in (0, 1], ``delta >= 0``, ``eps >= 0``, ``R_eps`` in [0, 1], class mass
     ``p_l`` in (0, 1], Lipschitz constant ``L > 0``, feature radius ``r > 0``.
     """
@@ -147,8 +156,29 @@ def rho_l(sigma, delta, eps, R_eps, p_l, L, r, *, coefficient: Coefficient = "pa
     a = L * delta / r + 2.0 * eps / r
     if coefficient == "paper":
         return _ret(2.0 * (1.0 - sigma) + R_eps / p_l + sigma * a)
+    if coefficient == "improved":
+        return _ret((1.0 - sigma) + R_eps / p_l + a)
     corrected = 2.0 * (1.0 - sigma) + sigma * a + (2.0 - a) * R_eps / p_l
     return _ret(np.where(a <= 2.0, corrected, 2.0))
+
+
+def lemma32_key_constant(rho):
+    r"""The constant that closes the case ``rho > 1/2`` of the book's proof of Lemma 3.2.
+
+    With ``kappa = 2 rho + 2 sqrt(2 rho)`` and ``w = sqrt(2 rho)`` (the book, thm-book-lem32-all,
+    step 6)::
+
+        c(rho) = 2 (kappa - 1) / 3 - 2 rho = (2 - (w - 2)^2) / 3
+
+    It is positive exactly for ``3 - 2 sqrt2 < rho < 3 + 2 sqrt2``: ``1/3`` at ``rho = 1/2`` and
+    ``2 sqrt5 - 4`` at ``rho = 3 - sqrt5`` (where Theorem 1's threshold reaches ``-r^2``), but
+    ``c(0.15) < 0``, so step 6 alone cannot cover small ``rho`` (step 5, Jensen, does). For
+    ``1/2 < rho < 3 - sqrt5`` the proof gives ``||f - mu_k||^2 - ||f - mu_l||^2 > z c(rho) r^2 / (1 - h)``
+    with ``z = ||mu_k - mu_l|| / r``. ``rho`` must be ``>= 0`` (a number or an array).
+    """
+    rho = _arr(rho, "rho", low=0)
+    kappa = 2.0 * rho + 2.0 * np.sqrt(2.0 * rho)
+    return _ret(2.0 * (kappa - 1.0) / 3.0 - 2.0 * rho)
 
 
 def rho_max(sigma, delta, eps, R_eps, p, L, r, *, coefficient: Coefficient = "paper"):
@@ -158,7 +188,7 @@ def rho_max(sigma, delta, eps, R_eps, p, L, r, *, coefficient: Coefficient = "pa
 
         rho_max = 2 (1 - sigma) + R_eps / min_l p_l + sigma (L delta / r + 2 eps / r)
 
-    ``coefficient="corrected"`` gives the book's reconstruction (see :func:`rho_l`). Both are
+    ``coefficient="corrected"`` or ``"improved"`` gives the book's constants (see :func:`rho_l`). All are
     increasing in ``R_eps / p_l``, so the minimum class mass gives the largest ``rho_l``.
     ``p`` is the vector of class masses ``(p_1, ..., p_K)`` (positive, summing to 1, ``K >= 2``).
     """

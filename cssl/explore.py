@@ -300,6 +300,138 @@ def lemma32_check(inputs: World, features: World, delta: float, eps: float, L: f
                         coefficient)
 
 
+@dataclass(frozen=True)
+class Lemma32Steps:
+    """Each inequality of the book's proof of Lemma 3.2 for every ``rho`` (thm-book-lem32-all) on a class.
+
+    ``margins[name]`` is the smallest margin of the step over the good points ``x`` and rivals ``k``
+    (in units of ``r`` or ``r^2``; the step holds iff the margin is ``>= 0``, or ``> 0`` for the strict
+    steps, see :data:`LEMMA32_STRICT_STEPS`); ``steps[name]`` says whether it holds. ``rho``, ``h``,
+    ``a``, ``R`` are the proof's quantities (``r = 1`` units), ``e_norm = max_x |mu_l - (1 - h) f(x)| / r``.
+    ``gap`` is the smallest ``(||f(x) - mu_k||^2 - ||f(x) - mu_l||^2) / r^2``, the conclusion's margin.
+    """
+
+    rho: float
+    h: float
+    a: float
+    R: float
+    e_norm: float
+    case: str
+    margins: dict
+    steps: dict
+    gap: float
+
+    @property
+    def holds(self) -> bool:
+        """Every step of the proof and its conclusion hold on this class."""
+        return all(self.steps.values())
+
+
+#: Steps of :func:`lemma32_proof_steps` that the proof states as strict inequalities.
+LEMMA32_STRICT_STEPS = ("step 4: z^2 > max(s, t)^2 + kappa - 1", "step 6: z > 2(kappa - 1)/3",
+                        "step 6: case bound > c(rho) > 0", "conclusion: gap > 0")
+
+
+def lemma32_proof_steps(inputs: World, features: World, delta: float, eps: float, L: float, r: float,
+                        l: int, *, coefficient: str = "paper", rho: float | None = None,
+                        distances=None, tol: float = 1e-9) -> Lemma32Steps:
+    r"""Evaluate every inequality of the proof of thm-book-lem32-all on class ``l`` of a world.
+
+    ``rho`` defaults to ``rho_l`` of :func:`cssl.bounds.rho_l` with ``coefficient`` (the printed constant
+    by default); the class's hypothesis ``max_{k != l} mu_l^T mu_k < r^2 (1 - rho - sqrt(2 rho) -
+    Delta_mu / 2)`` must hold (``ValueError`` otherwise). With ``u = f(x)/r``, ``m = mu_l/r``,
+    ``n = mu_k/r``, ``t = |m|``, ``s = |n|``, ``z = |n - m|``, ``a = L delta / r + 2 eps / r``,
+    ``h = 1 - P[C_l^0 cap S_eps | C_l]``, ``R = (1 - h) a + h``, ``e = m - (1 - h) u``,
+    ``kappa = 2 rho + 2 sqrt(2 rho)``, ``Phi = z^2 - 2 R z + h (t^2 - s^2)`` the steps are
+
+    * step 1: ``h + a <= rho``;
+    * step 3: ``|u - f(x'')/r| <= a`` for all views ``x''`` of good points ``x'``, and ``|e| <= R``;
+    * step 4: ``z^2 > max(s, t)^2 + kappa - 1``;
+    * step 5 (``rho <= 1/2``): ``|u - m| <= 2 rho``;
+    * step 6 (``rho > 1/2``): the key identity ``(1 - h)(|u - n|^2 - |u - m|^2) = z^2 + h (t^2 - s^2)
+      + 2 e.(n - m)``, ``(1 - h) gap >= Phi``, ``z > 2(kappa - 1)/3``, and the case bound
+      (``z - 2R`` if ``t >= s``, else ``g = (1 + h) z - 2R - 2hs``) ``> c(rho) > 0``
+      (:func:`cssl.bounds.lemma32_key_constant`) with ``Phi >= z`` times it;
+    * the conclusion: ``|u - n|^2 - |u - m|^2 > 0``.
+
+    ``tol`` absorbs floating-point round-off in the non-strict steps and the identity.
+    """
+    from . import concentration, metrics
+
+    if not isinstance(inputs, World) or not isinstance(features, World):
+        raise TypeError("inputs and features must be cssl Worlds (features = inputs.map(f))")
+    r = check_real(r, "r", low=0, low_open=True)
+    L = check_real(L, "L", low=0, low_open=True)
+    delta = check_real(delta, "delta", low=0)
+    eps = check_real(eps, "eps", low=0)
+    l = check_int(l, "l", low=0)
+    K = features.num_classes
+    if l >= K:
+        raise ValueError(f"l must be a class index in 0..{K - 1}, got {l}")
+    parts = concentration.main_parts(inputs, delta, distances=distances)
+    aligned = metrics.aligned_mask(features, eps)
+    good = parts.mask & aligned & (features.labels == l)
+    if not bool(good.any()):
+        raise ValueError(f"class {l} has no good point (C_l^0 cap S_eps is empty); nothing to prove")
+    p = features.class_masses().numpy()
+    R_eps = min(float(features.weights[~aligned].sum()), 1.0)
+    if rho is None:
+        rho = float(bounds.rho_l(float(parts.sigma), delta, eps, R_eps, p[l], L, r, coefficient=coefficient))
+    rho = check_real(rho, "rho", low=0)
+    mu = metrics.class_centres(features).numpy().astype(np.float64) / r
+    F = features.views.numpy().astype(np.float64) / r
+    norms = np.linalg.norm(mu, axis=1)
+    delta_mu = 1 - float(np.min(norms**2))
+    T = 1 - rho - math.sqrt(2 * rho)
+    rivals = [k for k in range(K) if k != l]
+    if not all(mu[l] @ mu[k] < T - delta_mu / 2 for k in rivals):
+        raise ValueError(f"the hypothesis of Lemma 3.2 does not hold for class {l} with rho = {rho:.4g}; "
+                         "the proof says nothing there")
+    idx = torch.nonzero(good).flatten().numpy()
+    h = 1 - float(features.weights[good].sum()) / p[l]
+    a = L * delta / r + 2 * eps / r
+    R = (1 - h) * a + h
+    kappa = 2 * rho + 2 * math.sqrt(2 * rho)
+    c = float(bounds.lemma32_key_constant(rho))
+    good_views = F[idx].reshape(-1, F.shape[-1])
+    m = mu[l]
+    rows: dict[str, list[float]] = {}
+
+    def add(name, value):
+        rows.setdefault(name, []).append(float(value))
+
+    add("step 1: h + a <= rho", rho - (h + a))
+    for i in idx:
+        u = F[i, 0]
+        e = m - (1 - h) * u
+        add("step 3: views of good points within a", a - np.linalg.norm(good_views - u, axis=1).max())
+        add("step 3: |e| <= R", R - np.linalg.norm(e))
+        for k in rivals:
+            n = mu[k]
+            t, s_, z = norms[l], norms[k], float(np.linalg.norm(n - m))
+            gap = float((u - n) @ (u - n) - (u - m) @ (u - m))
+            add("step 4: z^2 > max(s, t)^2 + kappa - 1", z * z - (max(s_, t) ** 2 + kappa - 1))
+            if rho <= 0.5:
+                add("step 5: |u - m| <= 2 rho", 2 * rho - np.linalg.norm(u - m))
+            else:
+                Phi = z * z - 2 * R * z + h * (t * t - s_ * s_)
+                ident = (1 - h) * gap - (z * z + h * (t * t - s_ * s_) + 2 * e @ (n - m))
+                add("step 6: key identity, |residual| <= tol", -abs(ident))
+                add("step 6: (1 - h) gap >= Phi", (1 - h) * gap - Phi)
+                add("step 6: z > 2(kappa - 1)/3", z - 2 * (kappa - 1) / 3)
+                bound = z - 2 * R if t >= s_ else (1 + h) * z - 2 * R - 2 * h * s_
+                add("step 6: case bound > c(rho) > 0", min(bound - c, c))
+                add("step 6: Phi >= z (case bound)", Phi - z * bound)
+            add("conclusion: gap > 0", gap)
+    margins = {name: min(vals) for name, vals in rows.items()}
+    steps = {name: (mg > 0 if name in LEMMA32_STRICT_STEPS else mg >= -tol) for name, mg in margins.items()}
+    e_norm = max(float(np.linalg.norm(m - (1 - h) * F[i, 0])) for i in idx)
+    return Lemma32Steps(rho=float(rho), h=h, a=a, R=R, e_norm=e_norm,
+                        case="rho <= 1/2 (step 5)" if rho <= 0.5 else "rho > 1/2 (step 6)",
+                        margins=margins, steps={k: bool(v) for k, v in steps.items()},
+                        gap=margins["conclusion: gap > 0"])
+
+
 # ------------------------------------------------------------------ Theorem 1: threshold and bound
 def theorem1_threshold_figure(sigma: float = 0.95, delta: float = 0.05, eps: float = 0.05, L: float = 1.0,
                               r: float = 1.0, p_min: float = 0.25, R_eps: float = 0.02, delta_mu: float = 0.05,

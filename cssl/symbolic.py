@@ -420,6 +420,99 @@ def prove_lemma32_final_algebra(dim: int = 3) -> Proof:
                   "lagrange_gap": lagrange_gap, "s4_is_r2_sqrt2rho_minus_xTy": s4_form})
 
 
+def prove_lemma32_all_rho(dim: int = 3) -> Proof:
+    r"""[book, thm-book-lem32-all] Lemma 3.2 as printed, for every ``rho_l``: each algebraic step, exact.
+
+    Notation (``r = 1`` after scaling): ``u = f(x)``, ``m = mu_l``, ``n = mu_k``, ``t = |m|``,
+    ``s = |n|``, ``z = |n - m|``, ``a = L delta / r + 2 eps / r``,
+    ``h = 1 - P[C_l^0 cap S_eps | C_l] = 1 - sigma_l + q``, ``R = (1 - h) a + h``,
+    ``e = m - (1 - h) u``, ``T = 1 - rho - sqrt(2 rho)``, ``kappa = 2 rho + 2 sqrt(2 rho)``,
+    ``w = sqrt(2 rho)``, ``Phi = z^2 - 2 R z + h (t^2 - s^2)``, ``g = (1 + h) z - 2 R - 2 h s``.
+    Each step is ``simplify(lhs - rhs) == 0`` (``details["residuals"]`` maps step to residual):
+
+    * step 1: ``rho_l - (h + a) = (1 - sigma)(1 - a) + (sigma_l - sigma) + (R_eps/p_l - q)`` with the
+      printed ``rho_l`` of :func:`rho_expr`, and ``rho#_l - (h + a) = (sigma_l - sigma) + (R_eps/p_l - q)``
+      for ``rho#_l = (1 - sigma) + R_eps/p_l + a``;
+    * step 2: ``T(3 - sqrt5) = -1``;
+    * step 3: ``R = (h + a) - h a``;
+    * step 4: ``s^2 + t^2 - 2T + 1 - min(s,t)^2 = max(s,t)^2 + kappa - 1`` (both orders);
+    * step 5 (``rho <= 1/2``): ``2(h + a) - ((1-h) a + 2h) = a (1 + h)``, ``2 rho - 4 rho^2 =
+      2 rho (1 - 2 rho)``, and ``1 + s^2 - 2G - 2 sqrt(y) s - y = 2 t1 + t2 + 2 t3 + t4`` with
+      ``t1 = T - Delta/2 - G``, ``t2 = Delta - (1 - s^2)``, ``t3 = sqrt(2 rho) - sqrt(y) s``,
+      ``t4 = 2 rho - y``;
+    * step 6, key identity in ``R^dim`` (vectors, not scalars):
+      ``(1 - h)(|u - n|^2 - |u - m|^2) = z^2 + h (t^2 - s^2) + 2 e.(n - m)``;
+    * step 6: ``kappa(1/2) = 3``, ``kappa(3 - sqrt5) = 4``; case ``t >= s``:
+      ``Phi - z (z - 2R) = h (t^2 - s^2)``; case ``s > t``: ``Phi - z g = h (t^2 - (z - s)^2)`` and
+      ``g - [2(kappa-1)/3 - 2R] = (1-h)(z - 2(kappa-1)/3) + 2h(z - s - (kappa-1)/3)``;
+      ``z - s = (z^2 - s^2)/(z + s)``;
+    * the constant: ``2(kappa - 1)/3 - 2 rho = (2 - (w - 2)^2)/3`` (:func:`cssl.bounds.lemma32_key_constant`),
+      positive at ``w = 1`` and ``w = sqrt5 - 1`` and concave in ``w``, hence positive in between.
+
+    The only steps that are not identities are Cauchy-Schwarz (``e.(n - m) >= -R z``), the triangle
+    inequality (``z <= s + t``) and Jensen (``t, s <= 1``), which the book's proof states. ``holds`` is
+    true iff every residual is 0, the constant is positive at both ends and its second derivative in
+    ``w`` is negative.
+    """
+    dim = check_int(dim, "dim", low=1)
+    res: dict[str, sp.Expr] = {}
+    # step 1, with the printed constant of rho_expr (module symbols) and rho#
+    sig_l, q_ = sp.symbols("sigma_l q", real=True)
+    a_ = L * delta / r + 2 * epsilon / r
+    h_ = 1 - sig_l + q_
+    res["step 1, printed rho_l"] = (rho_expr("paper") - (h_ + a_)
+                                    - ((1 - sigma) * (1 - a_) + (sig_l - sigma) + (R_eps / p_l - q_)))
+    rho_sharp = (1 - sigma) + R_eps / p_l + a_
+    res["step 1, rho#_l"] = rho_sharp - (h_ + a_) - ((sig_l - sigma) + (R_eps / p_l - q_))
+    # local symbols (r = 1 after scaling)
+    rh = sp.Symbol("rho", positive=True)
+    h, a = sp.symbols("h a", nonnegative=True)
+    s, t, z, y, G, D = sp.symbols("s t z y G Delta", nonnegative=True)
+    w = sp.Symbol("w", positive=True)
+    T = 1 - rh - sp.sqrt(2 * rh)
+    kap = 2 * rh + 2 * sp.sqrt(2 * rh)
+    R = (1 - h) * a + h
+    res["step 2, T(3 - sqrt5) = -1"] = T.subs(rh, 3 - sp.sqrt(5)) + 1
+    res["step 3, R = (h + a) - h a"] = R - ((h + a) - h * a)
+    for lo, hi in ((s, t), (t, s)):
+        res[f"step 4, min = {lo}^2"] = s**2 + t**2 - 2 * T + 1 - lo**2 - (hi**2 + kap - 1)
+    res["step 5, Jensen"] = 2 * (h + a) - ((1 - h) * a + 2 * h) - a * (1 + h)
+    res["step 5, 4 rho^2 <= 2 rho"] = 2 * rh - 4 * rh**2 - 2 * rh * (1 - 2 * rh)
+    t1, t2, t3, t4 = T - D / 2 - G, D - (1 - s**2), sp.sqrt(2 * rh) - sp.sqrt(y) * s, 2 * rh - y
+    res["step 5, certificate"] = (1 + s**2 - 2 * G - 2 * sp.sqrt(y) * s - y
+                                  - (2 * t1 + t2 + 2 * t3 + t4))
+    u, m, n = (_vector(c, dim) for c in ("u", "m", "n"))
+
+    def dot(x, v):
+        return (x.T * v)[0]
+
+    e = m - (1 - h) * u
+    res["step 6, key identity"] = ((1 - h) * (dot(u - n, u - n) - dot(u - m, u - m))
+                                   - (dot(n - m, n - m) + h * (dot(m, m) - dot(n, n)) + 2 * dot(e, n - m)))
+    res["step 6, kappa(1/2) = 3"] = kap.subs(rh, sp.Rational(1, 2)) - 3
+    res["step 6, kappa(3 - sqrt5) = 4"] = kap.subs(rh, 3 - sp.sqrt(5)) - 4
+    Phi = z**2 - 2 * R * z + h * (t**2 - s**2)
+    g = (1 + h) * z - 2 * R - 2 * h * s
+    res["step 6a, t >= s"] = Phi - z * (z - 2 * R) - h * (t**2 - s**2)
+    res["step 6b, Phi - z g"] = Phi - z * g - h * (t**2 - (z - s) ** 2)
+    res["step 6b, g"] = (g - (2 * (kap - 1) / 3 - 2 * R)
+                         - ((1 - h) * (z - 2 * (kap - 1) / 3) + 2 * h * (z - s - (kap - 1) / 3)))
+    res["step 6b, z - s"] = (z - s) - (z**2 - s**2) / (z + s)
+    const = (2 * (kap - 1) / 3 - 2 * rh).subs(rh, w**2 / 2)
+    res["constant"] = const - (2 - (w - 2) ** 2) / 3
+    residuals = {k: sp.simplify(sp.expand(v)) for k, v in res.items()}
+    quad = (2 - (w - 2) ** 2) / 3
+    ends = {"w = 1": sp.nsimplify(quad.subs(w, 1)), "w = sqrt5 - 1": sp.simplify(quad.subs(w, sp.sqrt(5) - 1))}
+    curvature = sp.diff(quad, w, 2)
+    holds = (all(v == 0 for v in residuals.values()) and all(bool(v > 0) for v in ends.values())
+             and bool(curvature < 0))
+    return Proof("Lemma 3.2 as printed, every rho_l: each algebraic step of the book's proof",
+                 sp.Integer(0), sp.Integer(0), "==", sp.Add(*residuals.values()), holds,
+                 "simplify(lhs - rhs) == 0 for each step; (2 - (w - 2)^2)/3 > 0 at w = 1 and w = sqrt5 - 1, "
+                 "concave", "book, thm-book-lem32-all",
+                 {"residuals": residuals, "constant_at_ends": ends, "curvature": curvature})
+
+
 def prove_lemma41_identity(n_points: int = 2, n_views: int = 2, dim: int = 2) -> Proof:
     r"""[paper Lemma 4.1; book proof, notes 6.1, 11.9] ``L_align = 2 sum_i (1 - F_ii) <= 2 sqrt(d L1)``.
 

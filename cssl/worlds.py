@@ -25,6 +25,8 @@ Constructors
   inner product, e.g. one just below the threshold of Theorem 1, eq. (2).
 * :func:`lemma32_counterexample_world`: the notes' example where the intermediate bound
   ``f(x)^T mu_l >= r^2 (1 - rho_l)`` of Lemma 3.2 with the printed ``rho_l`` fails.
+* :func:`lemma32_proof_world`: the printed hypothesis of Lemma 3.2 active with ``rho_0 > 1/2``.
+* :func:`lemma32_slack_world`: the printed Lemma 3.2 holds only barely: a raised threshold fails.
 * :func:`image_world`: images with a finite list of deterministic transforms as the views.
 
 :func:`sample_view_triples` draws the InfoNCE triples ``(x1, x2, x^-)`` of Sec. 2 from a world.
@@ -48,6 +50,9 @@ __all__ = [
     "scattered_views_world",
     "near_threshold_world",
     "lemma32_counterexample_world",
+    "lemma32_proof_world",
+    "lemma32_slack_world",
+    "LEMMA32_SLACK_CONFIGS",
     "image_world",
     "sample_view_triples",
 ]
@@ -538,6 +543,105 @@ def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: in
         weights.append((1 - p0) / (k - 1))
     w = torch.tensor(weights, dtype=torch.float64)
     return World(torch.stack(views).clone(), torch.tensor(labels), w / w.sum(), k)
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm()
+
+
+def lemma32_proof_world(h: float, *, eps: float = 0.01, spread: float = 2.0,
+                        direction: float = 0.0) -> World:
+    """A world where the printed hypothesis of Lemma 3.2 holds for class 0 with ``rho_0 = h + 2 eps > 1/2``.
+
+    In ``R^3`` with ``u = e_2`` and the tangent direction ``d = (cos phi, sin phi, 0)``,
+    ``phi = direction``. Class 0 (mass 2/3) has two aligned good points (views ``u`` and ``u`` tilted
+    by ``0.4 eps`` towards ``d``; mass ``(1 - h)/2`` of the class each) and three points of the main part
+    that are not aligned (views ``u`` and ``u`` tilted by ``spread * eps * (1, 2, -1)`` towards ``d``;
+    mass ``h/3`` of the class each). Class 1 (mass 1/3) is two points with all views ``-u``.
+
+    With ``f = identity`` (``r = L = 1``): every point of class 0 has the view ``u``, so ``sigma = 1``
+    at ``delta = 0``; at this ``eps`` only the three spread points leave ``S_eps``, so
+    ``R_eps / p_0 = h`` and the printed ``rho_0 = h + 2 eps`` (Lemma 3.2). A mass fraction ``h`` of
+    class 0 lies outside ``C_0^0 cap S_eps``: the regime ``rho_0 > 1/2`` that the book's first proof
+    does not cover (thm-book-lem32-all covers it). ``h`` in (0, 1), ``eps > 0``, ``spread > 1/2``
+    (so that the spread points are not aligned) and small enough that the hypothesis holds.
+    """
+    h = check_real(h, "h", low=0, high=1, low_open=True, high_open=True)
+    eps = check_real(eps, "eps", low=0, low_open=True)
+    spread = check_real(spread, "spread", low=0.5, low_open=True)
+    phi = check_real(direction, "direction")
+    u = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    d = torch.tensor([math.cos(phi), math.sin(phi), 0.0], dtype=torch.float64)
+
+    def tilt(x: float) -> torch.Tensor:
+        return _unit(u + x * d)
+
+    views = [[u, u, u, u], [u, tilt(0.4 * eps), u, u]]
+    views += [[u, tilt(spread * eps), tilt(2 * spread * eps), tilt(-spread * eps)]] * 3
+    views += [[-u, -u, -u, -u]] * 2
+    weights = [(1 - h) / 2 * 2 / 3] * 2 + [h / 3 * 2 / 3] * 3 + [1 / 6] * 2
+    w = torch.tensor(weights, dtype=torch.float64)
+    stacked = torch.stack([torch.stack(v) for v in views])
+    return World(stacked, [0] * 5 + [1] * 2, w / w.sum())
+
+
+#: Configurations found by minimising, in the relaxation of the book's proof of Lemma 3.2 (a = 0,
+#: sigma = 1), the violation of the hypothesis over configurations whose good point is misclassified by
+#: a margin 0.02 (SLSQP, 30 random starts, seed 7): h -> (mean of the bad views B, rival centre n).
+LEMMA32_SLACK_CONFIGS = {
+    0.55: ((0.8884038771566941, 0.07169162743408967, -0.4534301066413711),
+           (-0.818749010423584, -0.06607054087697083, 0.5703373927410218)),
+    0.65: ((-0.4402759611487872, 0.8217689528531505, -0.3617359066517288),
+           (0.42530997251032426, -0.7938365020591565, 0.43466657943963233)),
+    0.75: ((0.3061278385684544, -0.9150014360466886, -0.2627891135041258),
+           (-0.3026965805756769, 0.9047463756104341, 0.29968112374040345)),
+}
+
+
+def lemma32_slack_world(h: float, bad_mean=None, rival_centre=None, *, n_views: int = 201,
+                        rival_mass: float = 1e-3) -> World:
+    """A world where the conclusion of Lemma 3.2 fails for class 0 and the printed hypothesis barely fails.
+
+    In ``R^3`` with ``u = e_2``: class 0 has a good point with all views ``u`` (mass ``(1 - h) p_0``)
+    and a point of the main part that is not aligned, with views ``u, b, ..., b`` where
+    ``b = (V B - u)/|V B - u|`` (mass ``h p_0``), so its views average to about ``B`` (``bad_mean``);
+    class 1 is one light point (mass ``rival_mass``) whose views alternate between two unit vectors
+    averaging to ``n`` (``rival_centre``, ``|n| <= 1``). ``p_0 = 1 - rival_mass``.
+
+    With ``f = identity`` (``r = L = 1``), ``delta = eps = 0``: ``sigma = 1``, ``rho_0 = h`` (printed).
+    The defaults take ``(B, n)`` from :data:`LEMMA32_SLACK_CONFIGS` (``h`` in 0.55, 0.65, 0.75): there
+    the good point is nearer the rival centre, so Lemma 3.2 forces its hypothesis to fail; it fails by
+    ``c*`` only (about ``0.55 - 0.68 r^2``), and the lemma with its threshold raised by more than ``c*``
+    is false on this world (thm-book-lem32-all, sharpness).
+    """
+    h = check_real(h, "h", low=0, high=1, low_open=True, high_open=True)
+    v = check_int(n_views, "n_views", low=3)
+    p1 = check_real(rival_mass, "rival_mass", low=0, high=1, low_open=True, high_open=True)
+    if bad_mean is None or rival_centre is None:
+        key = next((k for k in LEMMA32_SLACK_CONFIGS if abs(k - h) < 1e-12), None)
+        if key is None:
+            raise ValueError(f"no stored configuration for h={h:g}; give bad_mean and rival_centre, or use "
+                             f"h in {sorted(LEMMA32_SLACK_CONFIGS)}")
+        bad_mean, rival_centre = LEMMA32_SLACK_CONFIGS[key]
+    B = as_tensor(bad_mean, "bad_mean").to(torch.float64).reshape(-1)
+    n = as_tensor(rival_centre, "rival_centre").to(torch.float64).reshape(-1)
+    if B.numel() != 3 or n.numel() != 3:
+        raise ValueError("bad_mean and rival_centre must be vectors of R^3")
+    rn = float(n.norm())
+    if rn > 1 or rn == 0:
+        raise ValueError(f"rival_centre must have norm in (0, 1], got {rn:g}")
+    u = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    b = _unit(v * B - u)
+    good = u.expand(v, 3)
+    bad = torch.cat([u[None], b.expand(v - 1, 3)])
+    perp = _unit(torch.linalg.cross(n, u + torch.tensor([0.3, 0.1, 0.0], dtype=torch.float64)))
+    side = math.sqrt(max(1 - rn * rn, 0.0))
+    n_plus, n_minus = _unit(n) * rn + perp * side, _unit(n) * rn - perp * side
+    rival = [n_plus, n_minus] * (v // 2) + ([_unit(n)] if v % 2 else [])
+    views = torch.stack([good, bad, torch.stack(rival)])
+    p0 = 1 - p1
+    w = torch.tensor([(1 - h) * p0, h * p0, p1], dtype=torch.float64)
+    return World(views, [0, 0, 1], w)
 
 
 def image_world(images, labels, transforms: Sequence[Callable], *, weights=None,

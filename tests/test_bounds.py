@@ -370,3 +370,34 @@ def test_t_infonce_vacuity_alignment():
         assert B.t_infonce_l2_jensen_floor(a, r) == pytest.approx(math.log(2) / 4)
     assert B.t_infonce_vacuity_alignment(1.0) == pytest.approx(0.1683966, abs=1e-6)
     assert B.t_infonce_vacuity_alignment(1.5) == -math.inf
+
+
+# ------------------------------------------------------------ Lemma 3.2 for every rho (thm-book-lem32-all)
+def test_rho_l_improved_formula_and_order():
+    # rho#_l = (1 - sigma) + R_eps/p_l + a, and rho_l - rho#_l = (1 - sigma)(1 - a)
+    sigma, delta, eps, R, p, L, r = 0.9, 0.1, 0.05, 0.1, 0.5, 1.0, 1.0
+    a = L * delta / r + 2 * eps / r
+    sharp = B.rho_l(sigma, delta, eps, R, p, L, r, coefficient="improved")
+    assert sharp == pytest.approx((1 - sigma) + R / p + a)
+    paper = B.rho_l(sigma, delta, eps, R, p, L, r)
+    assert paper - sharp == pytest.approx((1 - sigma) * (1 - a))
+    assert B.rho_max(sigma, delta, eps, R, [0.5, 0.3, 0.2], L, r, coefficient="improved") == \
+        pytest.approx(B.rho_l(sigma, delta, eps, R, 0.2, L, r, coefficient="improved"))
+    with pytest.raises(ValueError, match="coefficient must be 'paper', 'corrected' or 'improved'"):
+        B.rho_l(sigma, delta, eps, R, p, L, r, coefficient="sharp")
+
+
+def test_lemma32_key_constant_values_and_sign():
+    c = B.lemma32_key_constant
+    assert c(0.5) == pytest.approx(1 / 3)
+    assert c(3 - math.sqrt(5)) == pytest.approx(2 * math.sqrt(5) - 4)
+    grid = np.linspace(0.5, 3 - math.sqrt(5), 101)
+    vals = c(grid)
+    w = np.sqrt(2 * grid)
+    assert np.allclose(vals, (2 - (w - 2) ** 2) / 3)
+    assert vals.min() > 0.33
+    # the check can fail: step 6 alone does not cover small rho
+    assert c(0.15) < 0 and c(0.15) == pytest.approx(-0.0364, abs=1e-4)
+    assert c(3 - 2 * math.sqrt(2)) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="rho"):
+        c(-0.1)

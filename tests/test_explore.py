@@ -345,3 +345,61 @@ def test_requirements_pin_the_plotly_that_is_installed():
 
     pins = (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines()
     assert f"plotly=={static_explore.plotly_version()}" in pins
+
+
+# ------------------------------------------------------------ Lemma 3.2 for every rho (thm-book-lem32-all)
+from cssl.worlds import lemma32_proof_world, lemma32_slack_world  # noqa: E402
+
+
+@pytest.mark.parametrize("h", [0.52, 0.6, 0.74])
+@pytest.mark.parametrize("direction", [0.0, 2.0])
+def test_lemma32_proof_steps_hold_with_rho_above_half(h, direction):
+    w = lemma32_proof_world(h, eps=0.01, direction=direction)
+    st = explore.lemma32_proof_steps(w, w, 0.0, 0.01, 1.0, 1.0, 0)
+    assert st.rho == pytest.approx(h + 0.02) and st.rho > 0.5
+    assert st.case == "rho > 1/2 (step 6)"
+    assert st.holds, st.steps
+    assert st.e_norm <= st.R
+    chk = explore.lemma32_check(w, w, 0.0, 0.01, 1.0, 1.0)
+    assert chk.hypothesis[0] and chk.worst_gap[0] < 0
+    assert st.gap == pytest.approx(-chk.worst_gap[0])
+
+
+def test_lemma32_proof_steps_small_rho_uses_jensen():
+    w = lemma32_proof_world(0.3, eps=0.01)
+    st = explore.lemma32_proof_steps(w, w, 0.0, 0.01, 1.0, 1.0, 0)
+    assert st.case == "rho <= 1/2 (step 5)" and st.holds
+    assert "step 5: |u - m| <= 2 rho" in st.margins
+
+
+def test_lemma32_proof_steps_can_fail():
+    w = lemma32_proof_world(0.6, eps=0.01)
+    # a rho below h + a breaks step 1 (it is not an admissible constant), with the hypothesis still on
+    st = explore.lemma32_proof_steps(w, w, 0.0, 0.01, 1.0, 1.0, 0, rho=0.55)
+    assert not st.steps["step 1: h + a <= rho"] and not st.holds
+    # the step-6 bound is the one a smaller rho would need: at rho = 0.55 with h + a = 0.62 it holds no more
+    assert st.margins["step 1: h + a <= rho"] == pytest.approx(0.55 - 0.62)
+    with pytest.raises(ValueError, match="hypothesis of Lemma 3.2 does not hold"):
+        explore.lemma32_proof_steps(w, w, 0.0, 0.01, 1.0, 1.0, 0, rho=0.8)
+    with pytest.raises(ValueError, match="l must be a class index"):
+        explore.lemma32_proof_steps(w, w, 0.0, 0.01, 1.0, 1.0, 2)
+
+
+@pytest.mark.parametrize("h", [0.55, 0.65, 0.75])
+def test_lemma32_slack_worlds_refute_a_raised_threshold(h):
+    w = lemma32_slack_world(h)
+    chk = explore.lemma32_check(w, w, 0.0, 0.0, 1.0, 1.0)
+    assert chk.rho[0] == pytest.approx(h, abs=2e-3) and chk.rho[0] > 0.5
+    # the conclusion fails, so the printed lemma needs its hypothesis to fail: it does
+    assert chk.worst_gap[0] >= 0 and not chk.hypothesis[0]
+    c_world = chk.max_inner[0] - chk.threshold[0]
+    assert 0.5 < c_world < 0.7
+    # with the threshold raised by c_world + 0.01 the hypothesis holds and the conclusion fails
+    assert chk.max_inner[0] < chk.threshold[0] + c_world + 0.01
+
+
+def test_lemma32_slack_world_needs_a_configuration():
+    with pytest.raises(ValueError, match="no stored configuration"):
+        lemma32_slack_world(0.6)
+    with pytest.raises(ValueError, match="rival_centre must have norm"):
+        lemma32_slack_world(0.6, [0.0, 1.0, 0.0], [0.0, 2.0, 0.0])

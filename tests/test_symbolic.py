@@ -175,3 +175,31 @@ def test_lemma32_final_algebra_derives_cauchy_schwarz():
     proof = S.prove_lemma32_final_algebra(dim=3)
     assert proof.details["lagrange_gap"] == 0 and proof.details["s4_is_r2_sqrt2rho_minus_xTy"] == 0
     assert proof.holds
+
+
+def test_prove_lemma32_all_rho_every_step():
+    proof = S.prove_lemma32_all_rho()
+    assert proof.holds and proof.residual == 0
+    res = proof.details["residuals"]
+    assert len(res) >= 15 and all(v == 0 for v in res.values())
+    assert "step 6, key identity" in res and "step 1, printed rho_l" in res
+    ends = proof.details["constant_at_ends"]
+    assert ends["w = 1"] == sp.Rational(1, 3)
+    assert sp.simplify(ends["w = sqrt5 - 1"] - (2 * sp.sqrt(5) - 4)) == 0
+    assert proof.details["curvature"] == sp.Rational(-2, 3)
+
+
+def test_prove_lemma32_all_rho_identities_can_fail():
+    # the key identity is a real check: a wrong coefficient on h leaves a nonzero residual
+    h = sp.Symbol("h")
+    u, m, n = (sp.Matrix(sp.symbols(f"{c}1:3", real=True)) for c in "umn")
+    dot = lambda x, y: (x.T * y)[0]  # noqa: E731
+    e = m - (1 - h) * u
+    wrong = ((1 - h) * (dot(u - n, u - n) - dot(u - m, u - m))
+             - (dot(n - m, n - m) + 2 * h * (dot(m, m) - dot(n, n)) + 2 * dot(e, n - m)))
+    assert sp.simplify(sp.expand(wrong)) != 0
+    # and the printed rho_l is not the same as rho# + h-independent slack without the (1 - sigma)(1 - a) term
+    sig_l, q = sp.symbols("sigma_l q")
+    a = S.L * S.delta / S.r + 2 * S.epsilon / S.r
+    gap = S.rho_expr("paper") - ((1 - sig_l + q) + a) - ((sig_l - S.sigma) + (S.R_eps / S.p_l - q))
+    assert sp.simplify(gap) != 0
