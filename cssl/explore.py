@@ -6,6 +6,8 @@
   of a world (what the proofs of Lemma 3.2 and Theorem 2 actually use);
 * :func:`lemma32_check`: Lemma 3.2 evaluated point by point on a world (hypothesis, conclusion and the
   intermediate quantities of its proof), for exact checks and adversarial searches;
+* :func:`lemma32_proof_steps`: each inequality of the book's proof of Lemma 3.2 for every ``rho``
+  (thm-book-lem32-all) evaluated on a class of a world, with its margin;
 * :class:`AffineAugmentationModel`: the augmentation model of Theorem 2 (``m`` discrete maps and an
   ``n``-parameter ``M``-Lipschitz family, each half of the view distribution) with affine continuous
   part, for which ``R_eps`` and ``L_align`` of a **linear** encoder are computed *exactly* by finite

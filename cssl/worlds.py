@@ -606,7 +606,8 @@ def lemma32_slack_world(h: float, bad_mean=None, rival_centre=None, *, n_views: 
     and a point of the main part that is not aligned, with views ``u, b, ..., b`` where
     ``b = (V B - u)/|V B - u|`` (mass ``h p_0``), so its views average to about ``B`` (``bad_mean``);
     class 1 is one light point (mass ``rival_mass``) whose views alternate between two unit vectors
-    averaging to ``n`` (``rival_centre``, ``|n| <= 1``). ``p_0 = 1 - rival_mass``.
+    averaging to ``n`` (``rival_centre``, ``|n| <= 1``; for odd ``V`` one extra view ``n/|n|``, so the
+    average is about ``n``). ``p_0 = 1 - rival_mass``.
 
     With ``f = identity`` (``r = L = 1``), ``delta = eps = 0``: ``sigma = 1``, ``rho_0 = h`` (printed).
     The defaults take ``(B, n)`` from :data:`LEMMA32_SLACK_CONFIGS` (``h`` in 0.55, 0.65, 0.75): there
