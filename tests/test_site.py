@@ -335,7 +335,10 @@ def test_ledger_lists_every_recorded_claim():
     assert records, "no claims were recorded by the build"
     ledger = (HTML / "chapters" / "90_ledger.html").read_text(encoding="utf-8")
     body = ledger[ledger.find("<article"):ledger.find("</article>")]
-    rows = re.findall(r"<tr class=\"row-(?:odd|even)\">(.*?)</tr>", body, flags=re.S)
+    # one row per claim in the chapters' claim tables (those with a "how checked" column); the table of
+    # checks that pass against a tighter bound lists some claims again
+    tables = [t for t in re.findall(r"<table.*?</table>", body, flags=re.S) if ">how checked<" in t]
+    rows = [r for t in tables for r in re.findall(r"<tr class=\"row-(?:odd|even)\">(.*?)</tr>", t, flags=re.S)]
     data_rows = [r for r in rows if "<td" in r]
     assert len(data_rows) == len(records), f"ledger shows {len(data_rows)} claims, {len(records)} recorded"
     for r in records:
