@@ -13,14 +13,10 @@ without them (and the second without a built site), under CI (the variable CI is
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
-import shutil
-import tempfile
-import threading
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,8 +27,10 @@ from cssl import static_explore
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 PAGE = "chapters/94_explorers"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+sys.path.insert(0, str(ROOT / "tools"))
+import headless  # noqa: E402  (tools/headless.py: the browser and server every site check uses)
+
+CHROMIUM, CHROMEDRIVER = headless.CHROMIUM, headless.CHROMEDRIVER
 EXPLORERS = ("theorem1", "sigma-table1", "theorem3", "results-table1")
 
 
@@ -43,38 +41,17 @@ def _requirement(ok: bool, why: str) -> None:
         pytest.skip(why)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def _serve(directory: Path):
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+_serve = headless.serve
 
 
 @pytest.fixture(scope="module")
 def browser():
     _requirement(bool(CHROMIUM and CHROMEDRIVER), "chromium and chromedriver are not installed "
                  "(Debian: apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="cssl-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1300,1600"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(60)
+    pytest.importorskip("selenium.webdriver")
+    driver, profile = headless.start_chromium(width=1300, log_browser=True)
     yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    headless.stop_chromium(driver, profile)
 
 
 def _wait_drawn(browser, names, timeout: float = 60) -> None:

@@ -18,15 +18,10 @@ go to `_build/screenshots/`.
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
-import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -36,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # BOOK_HTML: check another build of the site (default: the README's build in _build/html)
 HTML = Path(os.environ.get("BOOK_HTML") or ROOT / "_build" / "html")
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+sys.path.insert(0, str(ROOT / "tools"))
+import headless  # noqa: E402  (tools/headless.py: the browser and server every site check uses)
+
+CHROMIUM, CHROMEDRIVER = headless.CHROMIUM, headless.CHROMEDRIVER
 SCREENSHOT_PAGES = {"index", "chapters/01_setting", "chapters/90_ledger"}
 TITLE = re.compile(r"^(Definition|Lemma|Theorem|Proposition|Corollary|Remark|Example|Conjecture|Exercise"
                    r"|Observation|Property|Assumption|Criterion|Algorithm|Axiom|Notation) \d+(\.\d+)*\b")
@@ -59,39 +56,19 @@ def _pages() -> list[str]:
 @pytest.fixture(scope="module")
 def site_url():
     _requirement((HTML / "index.html").is_file(), "the site is not built: run `jupyter-book build .` first")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = headless.serve(HTML)
+    yield url
     server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
 
 
 @pytest.fixture(scope="module")
 def browser():
     _requirement(bool(CHROMIUM and CHROMEDRIVER), "chromium and chromedriver are not installed "
                  "(Debian: apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="cssl-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1600"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(60)
+    pytest.importorskip("selenium.webdriver")
+    driver, profile = headless.start_chromium(width=1280, log_browser=True)
     yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    headless.stop_chromium(driver, profile)
 
 
 def _viewport(browser, width: int, height: int = 1000) -> None:

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
-import http.server
 import json
 import posixpath
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import headless  # noqa: E402  (the browser and server the site tests use too)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -200,45 +198,23 @@ def _cover(soup) -> str:
             f"Contrastive Self-Supervised Learning</em> (ICLR 2023).</p><p>{made}</p></div>")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        raise SystemExit("tools/build_pdf.py needs chromium and chromedriver (Debian: apt-get install chromium "
-                         "chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="cssl-pdf-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1600"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_script_timeout(600)
-    driver.set_page_load_timeout(600)
-    return driver, profile
+    try:
+        return headless.start_chromium(timeout=600, prefix="cssl-pdf-")
+    except RuntimeError as err:
+        raise SystemExit(f"tools/build_pdf.py needs {err}") from None
 
 
 def print_pdf(html_dir: Path, out: Path) -> dict:
     """Print ``PRINT_PAGE`` of the site in ``html_dir`` to ``out``; returns the report."""
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, base = headless.serve(html_dir)
     driver, profile = _browser()
     try:
         width = round((A4[0] - 2 * MARGIN) * CSS_PX_PER_INCH / SCALE)  # the layout width on paper
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": width, "height": 1200, "deviceScaleFactor": 1, "mobile": False})
-        driver.get(f"http://127.0.0.1:{server.server_address[1]}/{PRINT_PAGE}")
+        driver.get(f"{base}/{PRINT_PAGE}")
         typeset = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "const wait = () => (window.MathJax && MathJax.startup && MathJax.startup.promise)"
@@ -259,9 +235,8 @@ def print_pdf(html_dir: Path, out: Path) -> dict:
                               '<span class="pageNumber"></span> / <span class="totalPages"></span></div>',
             "generateDocumentOutline": True, "scale": SCALE})
     finally:
-        driver.quit()
+        headless.stop_chromium(driver, profile)
         server.shutdown()
-        shutil.rmtree(profile, ignore_errors=True)
     data = base64.b64decode(result["data"])
     out.write_bytes(data)
     return {"pdf": out.name, "bytes": len(data), "pages": page_count(data), "chapters": chapters,
