@@ -1,6 +1,6 @@
 """Throughput of the batched augmentation vs the per-image reference (``python bench/bench_augment.py``).
 
-Measures the authors' full pipeline "abcde" (notes Sec. 8.5) on random 3x32x32 images, batch 512:
+Measures the authors' full pipeline "abcde" (``docs/design.md``, section 4) on random 3x32x32 images, batch 512:
 ``Augmentation`` (one batched call, parameters sampled inside) against ``ReferenceAugmentation``
 (a Python loop over images; measured on fewer images and reported per image). Rounds alternate
 between the two so that a busy machine slows both alike; the median round is reported. Goal on CPU:

@@ -261,7 +261,8 @@ def _train_run(args: argparse.Namespace) -> int:
     if main_rank:
         fin, best = res["final"], res["best"]
         print(f"{cfg.method} {cfg.dataset} {cfg.letters}: final kNN {fin['knn_top1']:.4f} (step {fin['step']}), "
-              f"best kNN {best['knn_top1']:.4f} (step {best['step']}), nearest-centre {fin['nearest_centre_acc']:.4f}; "
+              f"best kNN {best['knn_top1']:.4f} (step {best['step']}), nearest-centre {fin['nearest_centre_acc']:.4f}, "
+              f"linear probe {fin.get('linear_probe_acc', float('nan')):.4f}; "
               f"results in {cfg.out_dir}/results.json")
     return 0
 

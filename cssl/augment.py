@@ -1,9 +1,9 @@
 """Batched image augmentations (a)-(e) of the paper's experiments, on tensors, CPU or CUDA.
 
-The paper (Sec. 5, notes Sec. 8.1) uses five transformations: (a) random resized crop, (b) Gaussian
+The paper (Sec. 5; ``docs/design.md``, section 4) uses five transformations: (a) random resized crop, (b) Gaussian
 blur, (c) colour dropping (random grayscale), (d) colour distortion (colour jitter) and (e) horizontal
 flip. The authors' code builds them with ``lightly.data.SimCLRCollateFunction(input_size=32)`` of
-lightly 1.0.8 (notes Sec. 8.5), in this order::
+lightly 1.0.8 (``docs/design.md``, section 4), in this order::
 
     RandomResizedCrop(32, scale=(0.08, 1))            (a)
     RandomHorizontalFlip(0.5)                         (e)
@@ -74,7 +74,7 @@ __all__ = [
     "pixel_shift",
 ]
 
-#: The paper's five transformations, in the paper's lettering (notes Sec. 8.1).
+#: The paper's five transformations, in the paper's lettering (its Sec. 5.2).
 LETTERS = "abcde"
 _NAMES = {"a": "random resized crop", "b": "Gaussian blur", "c": "random grayscale",
           "d": "colour jitter", "e": "horizontal flip"}
@@ -156,7 +156,7 @@ def gaussian_kernel1d(sigma: float, radius: int | None = None, *, dtype=torch.fl
 
     ``radius`` defaults to ``ceil(3 sigma)`` (7 taps for sigma = 1). The 2-D blur is the outer product,
     applied separably. The authors' lightly 1.0.8 pipeline calls PIL ``GaussianBlur(radius=1)`` on 32x32
-    images (notes Sec. 8.5), and PIL's radius *is* the standard deviation (approximated there by three
+    images (``docs/design.md``, section 4), and PIL's radius *is* the standard deviation (approximated there by three
     box blurs); this module uses the exact Gaussian with ``sigma = 1`` pixel by default.
     """
     sigma = check_real(sigma, "sigma", low=0, low_open=True)
@@ -246,7 +246,7 @@ class _AugConfig:
         self.check_values = check_values
         self._sync_free = None  # None: sync-free selection on CUDA only (tests force True on CPU)
         s = self.strength
-        #: ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s): lightly 1.0.8's cj_strength rule (notes Sec. 8.5).
+        #: ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s): lightly 1.0.8's cj_strength rule (``docs/design.md``, section 4).
         self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
 
     # effective per-transformation probabilities (0 when the letter is absent)
@@ -262,13 +262,13 @@ class _AugConfig:
 
     @classmethod
     def paper(cls, letters: str = "abcde"):
-        """Table 1 configuration (notes Sec. 8.2/8.5): the given subset of "abcde" with the authors'
+        """Table 1 configuration (paper Sec. 5.2; ``docs/design.md``, section 4): the given subset of "abcde" with the authors'
         defaults (crop scale (0.08, 1), blur p 0.5 sigma 1, gray p 0.2, jitter p 0.8 strength 0.5, flip 0.5)."""
         return cls(letters)
 
     @classmethod
     def strength_experiment(cls, strength: float):
-        """Table 2 configuration (notes Sec. 8.3/8.5): crop + colour jitter only ("ad"), ``cj_prob = 1``,
+        """Table 2 configuration (paper Sec. 5.3; ``docs/design.md``, section 4): crop + colour jitter only ("ad"), ``cj_prob = 1``,
         ``ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s)``; the paper uses ``s in {1, 1/2, 1/4, 1/8}``."""
         return cls("ad", strength=strength, cj_prob=1.0)
 
@@ -329,7 +329,7 @@ class Augmentation(_AugConfig):
         Area fraction range of the crop, default (0.08, 1) (``min_scale = 0.08``).
     blur_sigma : float
         Standard deviation in pixels of the Gaussian blur (default 1: lightly 1.0.8 ends up calling
-        PIL ``GaussianBlur(radius=1)`` on 32x32 images, notes Sec. 8.5). Kernel radius ``ceil(3 sigma)``,
+        PIL ``GaussianBlur(radius=1)`` on 32x32 images, ``docs/design.md``, section 4). Kernel radius ``ceil(3 sigma)``,
         edge pixels replicated (as PIL's box blurs do).
     crop_ratio : (float, float)
         Aspect-ratio (width/height) range of the crop, torchvision's default (3/4, 4/3).

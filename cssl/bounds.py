@@ -65,7 +65,7 @@ __all__ = [
 
 Coefficient = Literal["paper", "corrected", "improved"]
 
-#: Largest eps for which the book's ``tau_book = 4 R_eps`` is derived (notes 5.3, step 2 needs
+#: Largest eps for which the book's ``tau_book = 4 R_eps`` is derived (Chapter 5, step 2 needs
 #: ``log(e^{1-eps} + e^{-1}) >= 0``): ``1 - log(1 - 1/e) ~= 1.4587``.
 TAU_BOOK_EPS_MAX = 1.0 - math.log(1.0 - math.exp(-1.0))
 
@@ -370,7 +370,8 @@ def eta(eps, m, n, L, M, *, h_max: float | None = 1.0):
 
         eta(eps) = inf_{h in (0, eps / (2 sqrt(n) L M))} 4 max{1, m^2 h^{2n}} / (h^{2n} (eps - 2 sqrt(n) L M h))
 
-    The book's proof (notes 4.2, which reproduces this expression exactly) places a cube of side
+    The book's proof (Chapter 4, which gives this expression; the same argument also
+    gives half of it, errata row 17) places a cube of side
     ``h`` inside ``[0, 1]^n`` and so needs ``h <= 1``: ``h_max=1.0`` (default) is that valid reading;
     ``h_max=None`` is the paper's literal infimum. For ``m >= 1`` the two agree, because the minimiser
     ``h_opt = min(h*, m^{-1/n})`` (:func:`eta_argmin`) is already ``<= 1``; ``h_max`` only matters when
@@ -449,7 +450,7 @@ def theorem3_rhs(L2, tau, p_k, p_l, eps):
 
 
 def tau_book(R_eps, eps):
-    r"""**The book's** ``tau`` for Theorem 3: ``tau_book = 4 R_eps`` (notes 5.3; not the authors' ``tau``).
+    r"""**The book's** ``tau`` for Theorem 3: ``tau_book = 4 R_eps`` (Chapter 5; not the authors' ``tau``).
 
     The paper's explicit ``tau(sigma, delta, eps, R_eps)`` is in its appendix, which the book did not
     have. The book proves Theorem 3's inequality with ``tau = 4 R_eps`` for
@@ -533,7 +534,7 @@ def theorem3_vacuity_threshold(*, alignment_floor: Literal["linear", "quadratic"
     r"""``eps*``: for ``0 <= eps <= eps*`` Theorem 3 never beats ``mu_k^T mu_l <= 1`` when ``R_eps = 0`` (book).
 
     Solves ``theorem3_rhs_floor(eps) = 1``, i.e. ``4 c(eps) = log(e + e^{1-eps})``, by bracketing
-    root finding. ``alignment_floor="linear"`` (notes 5.3) gives ``eps* ~= 0.97738``; the exact
+    root finding. ``alignment_floor="linear"`` (Chapter 5) gives ``eps* ~= 0.97738``; the exact
     sphere floor ``"quadratic"`` gives the larger ``eps* ~= 1.4232``. This is the book's observation,
     not the paper's.
     """
@@ -553,8 +554,8 @@ def theorem4_rhs(L2, tau_prime, d, K, p_k, p_l, *, factor: float = 2.0):
 
         mu_k^T mu_l <= sqrt( factor / (p_k p_l) * (L2 + tau' - (d - K) / 2) )
 
-    with ``L2 = ||F - I||^2`` (notes 6.1), ``tau' >= ||F - sum_k p_k mu_k mu_k^T||^2``, output dimension
-    ``d >= 1`` and ``K >= 2`` classes. The book's proof (notes 6.3) gives the same bound with
+    with ``L2 = ||F - I||^2`` (Chapter 6), ``tau' >= ||F - sum_k p_k mu_k mu_k^T||^2``, output dimension
+    ``d >= 1`` and ``K >= 2`` classes. The book's proof (Chapter 6) gives the same bound with
     ``factor=1``, i.e. a factor ``sqrt(2)`` tighter; that is the book's result, not the paper's.
 
     A negative radicand returns ``nan``: the proof shows ``L2 + tau' - (d - K)/2 >= p_k p_l
@@ -574,7 +575,7 @@ def theorem4_rhs(L2, tau_prime, d, K, p_k, p_l, *, factor: float = 2.0):
 
 
 def tau_prime_book(sigma, delta, eps, R_eps, p, L, d):
-    r"""**The book's** ``tau'`` for Theorem 4 (notes 6.3; not the authors' ``tau'``).
+    r"""**The book's** ``tau'`` for Theorem 4 (Chapter 6; not the authors' ``tau'``).
 
     With ``r = sqrt(d)`` and the book's corrected ``rho~_k`` (:func:`rho_l` with
     ``coefficient="corrected"``, capped at 2)::

@@ -21,7 +21,7 @@ This module computes
   (computed in **input space**: Definition 1 is a property of the augmentation, not of an encoder);
 * :func:`estimate_sigma` for images, with ``T`` sampled views per image (an upper estimate of ``d_A``).
 
-Monotonicity (notes §2): if ``A' ⊇ A`` then ``d_{A'} <= d_A`` pointwise (a minimum over a superset),
+Monotonicity (Chapter 2): if ``A' ⊇ A`` then ``d_{A'} <= d_A`` pointwise (a minimum over a superset),
 so richer augmentation can only raise the best ``sigma`` at a fixed ``delta``.
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
-from ._validate import check_int, check_real
+from ._validate import check_int, check_memory, check_real
 
 __all__ = [
     "load_digits_images",
@@ -43,6 +43,7 @@ __all__ = [
     "COLOUR_TEXTURE_CLASSES",
     "colour_textures",
     "CIFAR_SPECS",
+    "CIFAR_MEMBER_MD5",
     "load_cifar",
     "make_fake_cifar",
     "md5sum",
@@ -208,7 +209,7 @@ def colour_textures(n_train: int, n_test: int, *, size: int = 16, seed: int = 0,
     images of one class in different colours are far apart in pixel space, and only colour
     augmentation (c, d) makes their augmented views overlap (a small augmented distance, a large main
     part in Definition 1), so removing (c)/(d) costs much accuracy, as in Table 1, at CPU scale.
-    DESIGN.md's prototype measured that texture classes work at 16x16 while small shapes do not
+    The prototype of ``docs/design.md`` (section 3) measured that texture classes work at 16x16 while small shapes do not
     (random crops miss a small shape). Deterministic in ``seed``: train and test come from independent
     streams (``SeedSequence(seed).spawn(2)``), so the test set does not change with ``n_train``.
     Vectorised numpy: 10k 16x16 images take a fraction of a second.
@@ -220,6 +221,10 @@ def colour_textures(n_train: int, n_test: int, *, size: int = 16, seed: int = 0,
     num_classes = check_int(num_classes, "num_classes", low=2, high=len(COLOUR_TEXTURE_CLASSES))
     min_luma_gap = check_real(min_luma_gap, "min_luma_gap", low=0, high=0.8)
     noise = check_real(noise, "noise", low=0, high=0.5)
+    # peak of _texture_images per image: 2x2-supersampled mask and texture temporaries, float32 cover,
+    # image and noise (3 channels), uint8 result -- about 48 bytes a pixel; refused before allocating
+    check_memory(48 * max(n_train, n_test) * size * size + 3 * (n_train + n_test) * size * size,
+                 f"colour_textures({n_train}, {n_test}, size={size})", "lower n_train, n_test or size")
     rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     x_tr, y_tr = _texture_images(n_train, rng_train, size, num_classes, min_luma_gap, noise)
     x_te, y_te = _texture_images(n_test, rng_test, size, num_classes, min_luma_gap, noise)
@@ -271,6 +276,17 @@ CIFAR_SPECS = {
     },
 }
 _PIXELS = 3 * 32 * 32
+
+#: md5 of every file of the official archives, checked before a file of an extracted folder
+#: (``cifar-10-batches-py/``, ``cifar-100-python/``, as torchvision and most labs keep them) is unpickled.
+CIFAR_MEMBER_MD5 = {
+    "cifar10": {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+                "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+                "batches.meta": "5ff9c542aee3614f3951f8cda6e48888"},
+    "cifar100": {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                 "meta": "7973b15100ade9c7d40fb424638fde48"},
+}
 
 
 def _spec(name: str) -> dict:
@@ -333,6 +349,24 @@ def _read_member(tf: tarfile.TarFile, path: str, archive: Path) -> dict:
     if not info.isreg():
         raise ValueError(f"{archive}: member {path!r} is not a regular file; delete the archive and download it again")
     raw = tf.extractfile(info).read()  # read in memory: nothing is written to disk, so no path traversal
+    return _unpickle_member(raw, path, archive)
+
+
+def _read_file(folder: Path, part: str, md5: str) -> dict:
+    """One file of an extracted CIFAR folder, unpickled only after its md5 matched ``md5``."""
+    path = folder / part
+    if not path.is_file():
+        raise ValueError(f"{folder} lacks the file {part!r}; it is not a complete CIFAR folder: delete it and "
+                         "use the archive (download=True)")
+    raw = path.read_bytes()
+    got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    if got != md5:
+        raise ValueError(f"{path} has md5 {got}, expected {md5}: the file is incomplete, corrupt or not the official "
+                         "one; delete the folder and use the archive (download=True)")
+    return _unpickle_member(raw, part, folder)
+
+
+def _unpickle_member(raw: bytes, path: str, archive) -> dict:
     try:
         obj = _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as err:  # noqa: BLE001 - any decoding failure means a bad file
@@ -343,11 +377,12 @@ def _read_member(tf: tarfile.TarFile, path: str, archive: Path) -> dict:
     return {_key(k): v for k, v in obj.items()}
 
 
-def _decode_batches(tf, spec, parts, archive):
+def _decode_batches(read, spec, parts, archive):
+    """Decode the batch files ``parts``; ``read(part)`` returns one unpickled file as a dict."""
     xs, ys = [], []
     for part in parts:
         path = f"{spec['folder']}/{part}"
-        d = _read_member(tf, path, archive)
+        d = read(part)
         for key in ("data", spec["label_key"]):
             if key not in d:
                 raise ValueError(f"{archive}: {path!r} lacks the key {key!r} (keys: {sorted(d)}); "
@@ -369,12 +404,34 @@ def _decode_batches(tf, spec, parts, archive):
 def _decode_archive(archive: Path, spec: dict):
     try:
         with tarfile.open(archive, "r:gz") as tf:
-            x_tr, y_tr = _decode_batches(tf, spec, spec["train"], archive)
-            x_te, y_te = _decode_batches(tf, spec, spec["test"], archive)
-            meta = _read_member(tf, f"{spec['folder']}/{spec['meta']}", archive)
+            def read(part):
+                return _read_member(tf, f"{spec['folder']}/{part}", archive)
+
+            x_tr, y_tr = _decode_batches(read, spec, spec["train"], archive)
+            x_te, y_te = _decode_batches(read, spec, spec["test"], archive)
+            meta = read(spec["meta"])
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
         raise ValueError(f"{archive} is truncated or corrupt ({type(err).__name__}: {err}); "
                          "delete it and download it again") from None
+    return _check_names(meta, spec, archive, x_tr, y_tr, x_te, y_te)
+
+
+def _decode_folder(folder: Path, spec: dict, member_md5: dict):
+    """Decode an extracted CIFAR folder, each file md5-checked (``member_md5[part]``) before unpickling."""
+    parts = (*spec["train"], *spec["test"], spec["meta"])
+    missing = [p for p in parts if p not in member_md5]
+    if missing:
+        raise ValueError(f"member_md5 lacks the md5 of {missing}; give one for every file of {folder.name}/")
+
+    def read(part):
+        return _read_file(folder, part, str(member_md5[part]).lower())
+
+    x_tr, y_tr = _decode_batches(read, spec, spec["train"], folder)
+    x_te, y_te = _decode_batches(read, spec, spec["test"], folder)
+    return _check_names(read(spec["meta"]), spec, folder, x_tr, y_tr, x_te, y_te)
+
+
+def _check_names(meta, spec, archive, x_tr, y_tr, x_te, y_te):
     names = meta.get(spec["names_key"])
     if names is None or len(names) != spec["num_classes"]:
         raise ValueError(f"{archive}: meta file lacks {spec['num_classes']} names under {spec['names_key']!r}")
@@ -433,7 +490,7 @@ def _load_cache(cache: Path, md5: str):
 
 
 def load_cifar(name: str = "cifar10", root: str | os.PathLike = "data_cache", *, download: bool = False,
-               url: str | None = None, md5: str | None = None):
+               url: str | None = None, md5: str | None = None, member_md5: dict | None = None):
     """Load CIFAR-10 or CIFAR-100 from the official "python version" archive.
 
     Returns ``(x_train, y_train, x_test, y_test, class_names)``: uint8 ``(50000, 3, 32, 32)`` and
@@ -459,8 +516,16 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike = "data_cache", *,
     md5 : expected md5 of the archive; defaults to the official one. Pass the value returned by
         :func:`make_fake_cifar` to load a fake archive.
 
+    member_md5 : ``{file name: md5}`` of the files of an extracted folder; defaults to the official
+        ones (``CIFAR_MEMBER_MD5[name]``).
+
+    Without the archive, an extracted folder ``root/cifar-10-batches-py/`` (``root/cifar-100-python/``),
+    as torchvision and most labs keep CIFAR, is read instead: each file's md5 is checked against
+    ``member_md5`` before it is unpickled.
+
     The decoded arrays are cached atomically as ``root/<archive stem>.npz`` together with the archive's
-    md5; a later call with the same md5 reads the cache (about a second) and needs no archive.
+    md5 (for a folder: the md5 of its files' md5s); a later call with the same md5 reads the cache
+    (about a second) and needs no archive.
     """
     spec = _spec(name)
     root = Path(root)
@@ -470,13 +535,25 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike = "data_cache", *,
         raise ValueError(f"md5 must be a 32-digit hex string, got {md5!r}")
     md5 = md5.lower()
     archive = root / spec["archive"]
+    folder = root / spec["folder"]
     cache = root / (spec["archive"][: -len(".tar.gz")] + ".npz")
     cached = _load_cache(cache, md5) if cache.is_file() else None
+    if cached is None and not archive.is_file() and not download and folder.is_dir():
+        members = CIFAR_MEMBER_MD5[name] if member_md5 is None else dict(member_md5)
+        key = hashlib.md5("".join(f"{k}={str(v).lower()};" for k, v in sorted(members.items())).encode(),
+                          usedforsecurity=False).hexdigest()
+        cached = _load_cache(cache, key) if cache.is_file() else None
+        if cached is None:
+            x_tr, y_tr, x_te, y_te, names = _decode_folder(folder, spec, members)
+            with atomic_write(cache, "wb") as fh:
+                np.savez(fh, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
+                         class_names=np.array(names), md5=np.array(key))
+            cached = (x_tr, y_tr, x_te, y_te), names
     if cached is None:
         if not archive.is_file():
             if not download:
                 raise FileNotFoundError(
-                    f"{archive} not found. Call load_cifar({name!r}, {str(root)!r}, download=True) to fetch it "
+                    f"{archive} not found (nor the extracted folder {folder}). Call load_cifar({name!r}, {str(root)!r}, download=True) to fetch it "
                     f"from {url}, or download that file yourself and put it at {archive}. Without network, "
                     f"cssl.data.make_fake_cifar({str(root)!r}, {name!r}) writes a small archive in the same "
                     "format (load it with the md5 it returns).")

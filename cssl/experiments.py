@@ -334,9 +334,9 @@ def reproduce(experiment: str, *, profile: str = "quick", methods=None, seeds=No
     """Run (or resume) every run of ``experiment`` and write ``summary.json``; return the summary.
 
     The summary's ``rows[method][cell]`` holds per-seed and aggregated ``final_knn``, ``best_knn``
-    (the paper's max over epochs) and ``final_nearest_centre``, in [0, 1]; ``paper`` holds the paper's
-    numbers (in %) when the dataset is CIFAR-10/100; ``provenance`` and ``wall_time_s`` say where
-    and how long.
+    (the paper's max over epochs), ``final_nearest_centre`` and ``final_linear_probe``, in [0, 1];
+    ``paper`` holds the paper's numbers (in %) when the dataset is CIFAR-10/100; ``provenance`` and
+    ``wall_time_s`` say where and how long.
 
     Each run goes through :func:`run_in_folder` (its folder locked while it trains, a corrupt
     checkpoint set aside). ``log(line)``, when given, receives one line per finished run (the command
@@ -361,11 +361,13 @@ def reproduce(experiment: str, *, profile: str = "quick", methods=None, seeds=No
                     f"{res['final']['knn_top1']:.4f}, best {res['best']['knn_top1']:.4f} "
                     f"({res['wall_time_s']:.0f} s)")
             cell = rows.setdefault(m, {}).setdefault(label, {"seeds": [], "final_knn": [], "best_knn": [],
-                                                             "final_nearest_centre": [], "out_dirs": []})
+                                                             "final_nearest_centre": [], "final_linear_probe": [],
+                                                             "out_dirs": []})
             cell["seeds"].append(s)
             cell["final_knn"].append(res["final"]["knn_top1"])
             cell["best_knn"].append(res["best"]["knn_top1"])
             cell["final_nearest_centre"].append(res["final"]["nearest_centre_acc"])
+            cell["final_linear_probe"].append(res["final"].get("linear_probe_acc"))  # None: run of older code
             cell["out_dirs"].append(cfg.out_dir)
         summary = _summary(experiment, profile, ds, rows, runs, dev, t0)
         atomic_write_json(root / "summary.json", summary)
@@ -375,8 +377,8 @@ def reproduce(experiment: str, *, profile: str = "quick", methods=None, seeds=No
 def _summary(experiment, profile, ds, rows, runs, dev, t0) -> dict:
     for m in rows:
         for cell in rows[m].values():
-            for key in ("final_knn", "best_knn", "final_nearest_centre"):
-                cell[key + "_summary"] = summarise(cell[key])
+            for key in ("final_knn", "best_knn", "final_nearest_centre", "final_linear_probe"):
+                cell[key + "_summary"] = summarise([v for v in cell[key] if v is not None])
     return {"experiment": experiment, "description": EXPERIMENTS[experiment].description, "profile": profile,
             "dataset": ds, "methods": sorted(rows), "seeds": sorted({s for _, _, s, _ in runs}),
             "cells": [c.label for c in EXPERIMENTS[experiment].cells], "rows": rows,

@@ -3,6 +3,9 @@
 Batch losses take embeddings ``z1, z2`` (and ``z_neg``) of shape ``(N, d)``: row ``i`` of ``z1`` and
 ``z2`` are two views of the same sample, row ``i`` of ``z_neg`` a view of an independent sample. They
 are plain functions, one concept each, usable as training objectives (any float dtype, any device).
+Inputs must be finite, and so must the result: a batch loss that overflows to NaN or inf (huge
+embeddings, a tiny temperature, a constant dimension with ``eps = 0``) raises ``FloatingPointError``
+saying what to change, instead of returning a silent NaN.
 
 The ``*_exact`` functions evaluate the paper's *population* losses on a world of features
 (:class:`cssl.worlds.World`, e.g. ``world.map(f)``): ``x`` and ``x'`` are independent draws with the
@@ -90,6 +93,23 @@ def _check_unit_norm(z: torch.Tensor, name: str, atol: float) -> None:
                          "sphere. Normalise with F.normalize(z, dim=1) or pass check_unit_norm=False")
 
 
+def _finite_output(value: torch.Tensor, name: str, advice: str) -> torch.Tensor:
+    """Return ``value`` after checking it is finite: its inputs were, so a NaN or inf is an overflow."""
+    if not bool(torch.isfinite(value.detach()).all()):
+        raise FloatingPointError(f"{name} came out {float(value.detach().flatten()[0])} from finite inputs: "
+                                 f"{advice}")
+    return value
+
+
+_TOO_LARGE = ("the embeddings are too large for {dtype} (largest |z| = {big:.3g}); normalise them "
+              "(F.normalize(z, dim=1)) or scale them down")
+
+
+def _too_large(*zs) -> str:
+    big = max(float(z.detach().abs().max()) for z in zs)
+    return _TOO_LARGE.format(dtype=str(zs[0].dtype).replace("torch.", ""), big=big)
+
+
 def _lam(lam) -> float:
     return check_real(lam, "lam", low=0)
 
@@ -108,7 +128,10 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor) -> torch.T
     z1, z2, z_neg = _batches([("z1", z1), ("z2", z2), ("z_neg", z_neg)])
     a = (z1 * z2).sum(dim=1)
     b = (z1 * z_neg).sum(dim=1)
-    return F.softplus(b - a).mean()
+    loss = F.softplus(b - a).mean()
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "info_nce", _too_large(z1, z2, z_neg))
+    return loss
 
 
 def info_nce_split(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor, *,
@@ -132,6 +155,8 @@ def info_nce_split(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor, *,
             _check_unit_norm(z, name, atol)
     L1 = 0.5 * (z1 - z2).pow(2).sum(dim=1).mean() - 1.0
     L2 = torch.logaddexp((z1 * z2).sum(dim=1), (z1 * z_neg).sum(dim=1)).mean()
+    if not bool(torch.isfinite(L1.detach()) & torch.isfinite(L2.detach())):
+        _finite_output(L1 + L2, "info_nce_split", _too_large(z1, z2, z_neg))
     return L1, L2
 
 
@@ -145,9 +170,10 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     where ``j(i)`` is the other view of the same sample; ``L = mean over the 2N anchors``. This is
     lightly's ``NTXentLoss`` without memory bank (the authors' SimCLR uses ``t = 0.5``). It is
     invariant to positive rescaling of each row and symmetric in ``z1 <-> z2``. Oracle: if all ``2N``
-    embeddings are equal, ``L = log(2N - 1)``. ``N >= 1``, ``temperature > 0``; zero rows raise.
+    embeddings are equal, ``L = log(2N - 1)``. ``N >= 2`` (with one pair the only other embedding is
+    the positive and ``L = 0`` whatever the encoder), ``temperature > 0``; zero rows raise.
     """
-    z1, z2 = _batches([("z1", z1), ("z2", z2)])
+    z1, z2 = _batches([("z1", z1), ("z2", z2)], min_rows=2)
     t = check_real(temperature, "temperature", low=0, low_open=True)
     z = torch.cat([z1, z2], dim=0)
     if bool((z.detach().norm(dim=1) == 0).any()):
@@ -158,7 +184,11 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(logits, targets)
+    loss = F.cross_entropy(logits, targets)
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "nt_xent", f"temperature={t:g} is too small for {str(z.dtype).replace('torch.', '')}: "
+                       f"the logits u.u / t reach {1 / t:.3g}; raise the temperature (SimCLR uses 0.5)")
+    return loss
 
 
 # ------------------------------------------------------------------------ cross-correlation
@@ -172,6 +202,14 @@ def _cross_correlation_batch(z1, z2, eps):
         return centred / torch.sqrt(centred.pow(2).mean(dim=0, keepdim=True) + eps)
 
     return standardise(z1).T @ standardise(z2) / n
+
+
+def _cc_advice(z1, z2, eps) -> str:
+    constant = int(((z1.detach().var(dim=0) == 0) | (z2.detach().var(dim=0) == 0)).sum())
+    if constant and float(eps) == 0.0:
+        return (f"{constant} dimension(s) of z1 or z2 are constant over the batch and eps=0 divides by their zero "
+                "variance; pass eps > 0 (default 1e-8)")
+    return _too_large(z1, z2)
 
 
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3, eps: float = 1e-8) -> torch.Tensor:
@@ -191,7 +229,10 @@ def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3, eps
     lam = _lam(lam)
     C = _cross_correlation_batch(z1, z2, eps)
     diag = torch.diagonal(C)
-    return (1.0 - diag).pow(2).sum() + lam * (C.pow(2).sum() - diag.pow(2).sum())
+    loss = (1.0 - diag).pow(2).sum() + lam * (C.pow(2).sum() - diag.pow(2).sum())
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "cross_correlation", _cc_advice(z1, z2, eps))
+    return loss
 
 
 def cross_correlation_split(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-3,
@@ -208,7 +249,10 @@ def cross_correlation_split(z1: torch.Tensor, z2: torch.Tensor, lam: float = 5e-
     _lam(lam)
     C = _cross_correlation_batch(z1, z2, eps)
     eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
-    return (1.0 - torch.diagonal(C)).pow(2).sum(), (C - eye).pow(2).sum()
+    L1, L2 = (1.0 - torch.diagonal(C)).pow(2).sum(), (C - eye).pow(2).sum()
+    if not bool(torch.isfinite(L1.detach()) & torch.isfinite(L2.detach())):
+        _finite_output(L1 + L2, "cross_correlation_split", _cc_advice(z1, z2, eps))
+    return L1, L2
 
 
 # ------------------------------------------------------------------------- other losses
@@ -224,7 +268,10 @@ def linear_contrastive(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor, 
     """
     z1, z2, z_neg = _batches([("z1", z1), ("z2", z2), ("z_neg", z_neg)])
     lam = _lam(lam)
-    return (-(z1 * z2).sum(dim=1) + lam * (z1 * z_neg).sum(dim=1)).mean()
+    loss = (-(z1 * z2).sum(dim=1) + lam * (z1 * z_neg).sum(dim=1)).mean()
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "linear_contrastive", _too_large(z1, z2, z_neg))
+    return loss
 
 
 def spectral_contrastive(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -243,11 +290,14 @@ def spectral_contrastive(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     gram = z1 @ z2.T
     pos = torch.diagonal(gram)
     neg_sq = gram.pow(2).sum() - pos.pow(2).sum()
-    return -2.0 * pos.mean() + neg_sq / (n * (n - 1))
+    loss = -2.0 * pos.mean() + neg_sq / (n * (n - 1))
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "spectral_contrastive", _too_large(z1, z2))
+    return loss
 
 
 def t_info_nce(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor) -> torch.Tensor:
-    r"""t-InfoNCE with a Cauchy kernel, one negative: **the book's reading** of Hu et al. (2022) (notes 7).
+    r"""t-InfoNCE with a Cauchy kernel, one negative: **the book's reading** of Hu et al. (2022) (Chapter 7).
 
     With ``k(u) = 1 / (1 + u)`` and squared distances ``u+ = ||z1 - z2||^2``, ``u- = ||z1 - zneg||^2``::
 
@@ -259,7 +309,10 @@ def t_info_nce(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor) -> torch
     z1, z2, z_neg = _batches([("z1", z1), ("z2", z2), ("z_neg", z_neg)])
     log_pos = torch.log1p((z1 - z2).pow(2).sum(dim=1))
     log_neg = torch.log1p((z1 - z_neg).pow(2).sum(dim=1))
-    return F.softplus(log_pos - log_neg).mean()
+    loss = F.softplus(log_pos - log_neg).mean()
+    if not bool(torch.isfinite(loss.detach())):
+        _finite_output(loss, "t_info_nce", _too_large(z1, z2, z_neg))
+    return loss
 
 
 def t_info_nce_split(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +328,10 @@ def t_info_nce_split(z1: torch.Tensor, z2: torch.Tensor, z_neg: torch.Tensor) ->
     z1, z2, z_neg = _batches([("z1", z1), ("z2", z2), ("z_neg", z_neg)])
     log_pos = torch.log1p((z1 - z2).pow(2).sum(dim=1))
     log_neg = torch.log1p((z1 - z_neg).pow(2).sum(dim=1))
-    return log_pos.mean(), torch.logaddexp(-log_pos, -log_neg).mean()
+    L1, L2 = log_pos.mean(), torch.logaddexp(-log_pos, -log_neg).mean()
+    if not bool(torch.isfinite(L1.detach()) & torch.isfinite(L2.detach())):
+        _finite_output(L1 + L2, "t_info_nce_split", _too_large(z1, z2, z_neg))
+    return L1, L2
 
 
 # ------------------------------------------------------------------- exact world versions

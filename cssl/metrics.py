@@ -194,7 +194,7 @@ def r_eps(world: World, eps: float) -> float:
     """``R_eps = P[x not in S_eps] = P[sup_{x1, x2 in A(x)} ||f(x1) - f(x2)|| > eps]`` (Sec. 3).
 
     The paper's text first writes ``R_eps := P[S_eps]``; that is a typo, the same text then defines it
-    as the probability of the **complement** (notes §1, §10), which is what Lemma 3.1 needs. It is a
+    as the probability of the **complement** (Chapter 1 of the book; errata page), which is what Lemma 3.1 needs. It is a
     probability of a **sup** over views, not of an expectation. ``eps >= 0``; non-increasing in ``eps``.
     Takes a feature world ``world.map(f)``.
     """
@@ -235,7 +235,7 @@ def nearest_centre_error(world: World, centres=None, *, ties: str = "first", tie
     """``Err(G_f) = sum_i w_i 1[G_f(x_i) != y_i]`` (Sec. 2), the overall misclassification probability.
 
     The paper writes ``sum_k P[G_f(x) != k, forall x in C_k]``; the "forall" is a slip for
-    ``x in C_k`` (notes §1), which gives this sum.
+    ``x in C_k`` (Chapter 1), which gives this sum.
 
     ``ties="first"``: ``G_f`` of :func:`nearest_centre_predict` (smallest index wins a tie).
     ``ties="error"``: a point is also an error when some other class is within ``tie_tol`` of its own
@@ -291,6 +291,9 @@ def knn_predict(bank_feats, bank_labels, query_feats, *, num_classes: int, k: in
     cosine similarities ``s = q^T b``, the top-``k`` bank entries, weights ``exp(s / temperature)``,
     score of class ``c`` = sum of the weights of the neighbours labelled ``c``, prediction
     ``argmax_c score`` (ties: smallest class index; the demo's descending argsort leaves ties unspecified).
+    The weights are computed as ``exp((s - s_max) / temperature)`` with ``s_max`` the query's largest
+    similarity: the same ratios (so the same prediction), but no overflow at small temperatures,
+    where the plain ``exp(s / t)`` reaches ``inf`` (at ``t = 1e-3`` in float64) and the scores ``nan``.
     The paper's numbers use ``k = 200``, ``temperature = 0.1`` and the 50k training images as the bank.
 
     Parameters
@@ -316,8 +319,8 @@ def knn_predict(bank_feats, bank_labels, query_feats, *, num_classes: int, k: in
     preds = []
     for i in range(0, query.shape[0], batch_size):
         sim = query[i:i + batch_size] @ bank.T
-        top_sim, top_idx = sim.topk(k, dim=1)
-        weight = (top_sim / temperature).exp()
+        top_sim, top_idx = sim.topk(k, dim=1)  # sorted: column 0 holds each row's maximum
+        weight = ((top_sim - top_sim[:, :1]) / temperature).exp()  # in (0, 1], the largest exactly 1
         scores = torch.zeros(sim.shape[0], num_classes, dtype=dtype, device=sim.device)
         scores.scatter_add_(1, labels.to(sim.device)[top_idx], weight)
         preds.append(scores.argmax(dim=1))
@@ -348,8 +351,11 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, num_clas
         raise ValueError(f"train_feats has dimension {xtr.shape[1]} but test_feats has {xte.shape[1]}")
     ytr = _labels(train_labels, "train_labels", xtr.shape[0])
     yte = _labels(test_labels, "test_labels", xte.shape[0])
+    present = int(torch.unique(ytr).numel())
+    if present < 2:
+        raise ValueError(f"train_labels hold a single class ({int(ytr[0])}); a linear probe needs at least two "
+                         "classes to separate (its accuracy would be 1.0 whatever the features)")
     k = int(max(ytr.max(), yte.max())) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=2)
-    k = max(k, 2)
     if int(ytr.max()) >= k or int(yte.max()) >= k:
         raise ValueError(f"labels go up to {int(max(ytr.max(), yte.max()))} but num_classes={k}")
     steps = check_int(steps, "steps", low=1)

@@ -8,7 +8,7 @@ Backbones
 
 Methods (paper Sec. 5.1: "projection heads follow each method's original settings"; the recipe is read
 from the authors' repository ``huang-research-group/contrastive2021`` and lightly 1.0.8, see
-``paper/notes.md`` Sec. 8.5)
+``docs/design.md``, section 4)
     :class:`SimCLR` (NT-Xent, T = 0.5), :class:`BarlowTwins` (cross-correlation, lambda),
     :class:`MoCo` (momentum encoder 0.99, queue 4096, T = 0.1, symmetric loss, split BatchNorm),
     :class:`SimSiam` (predictor, stop-gradient, negative cosine).
@@ -55,8 +55,8 @@ class SmallCNN(nn.Module):
 
     Channels ``width -> 2*width -> 4*width``; the pooled feature has ``4*width`` dimensions, or
     ``out_dim`` if given (a final linear layer). Made for the ``quick`` profile: a batch of 256 16x16
-    images takes tens of milliseconds on two CPU cores in channels_last memory format (DESIGN.md's
-    prototype measured 34 ms vs 465 ms without it for width 32). The train loop converts model and
+    images takes tens of milliseconds on two CPU cores in channels_last memory format (the prototype of
+    ``docs/design.md``, section 3, measured 34 ms vs 465 ms without it for width 32). The train loop converts model and
     inputs with ``.to(memory_format=torch.channels_last)``.
     """
 
@@ -366,7 +366,7 @@ class BarlowTwins(Method):
     ``C = z1n^T z2n / N`` with each projection standardised per dimension over the batch
     (:func:`cssl.losses.cross_correlation`). The authors use ``lambda = 5e-3`` and lr 0.11; at the
     CPU scale of the ``quick`` profile ``lambda ~ 0.1`` learns where 5e-3 stays near chance
-    (DESIGN.md). Under ``torch.distributed`` the batch statistics and ``C`` are all-reduced
+    (``docs/design.md``, section 3). Under ``torch.distributed`` the batch statistics and ``C`` are all-reduced
     (:func:`cssl.distributed.cross_correlation_loss`), so the loss equals the single-process one.
     """
 

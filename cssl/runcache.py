@@ -98,6 +98,7 @@ class CachedRun:
 
     @property
     def final(self) -> dict:
+        """The last evaluation (as in :attr:`history`) and ``linear_probe_acc``, the linear probe's accuracy."""
         return self.record["final"]
 
 
@@ -157,7 +158,7 @@ def train_run(experiment: str, cell: str, config: TrainConfig, *, data=None, wri
     record = {"experiment": experiment, "cell": cell, "method": config.method, "seed": config.seed,
               "config": config.to_dict(), "config_hash": config_hash(config), "code_hash": code_hash(),
               "threads": CACHE_THREADS, "history": [{k: h[k] for k in keep} for h in res["history"]],
-              "final": {k: res["final"][k] for k in keep}, "train_wall_s": round(res["wall_time_s"], 2),
+              "final": {k: res["final"][k] for k in (*keep, "linear_probe_acc")}, "train_wall_s": round(res["wall_time_s"], 2),
               "provenance": provenance("cpu", profile=config.profile)}
     if write:
         folder = run_dir(experiment, config.method, cell, config.seed, root=root)

@@ -11,8 +11,8 @@ Two kinds of objects live here:
   combination of nonnegative quantities with nonnegative coefficients); never by sampling. Notebooks
   display it (``_repr_latex_``).
 
-Labels: ``[paper]`` marks the paper's statement, ``[book]`` the book's reconstruction (notes 3.2, 4.2,
-5.3, 6.3), which is not the paper's word.
+Labels: ``[paper]`` marks the paper's statement, ``[book]`` the book's reconstruction (Chapters 3,
+4, 5 and 6), which is not the paper's word.
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def eta_argmin_expr() -> sp.Expr:
 
 
 def eta_closed_form_expr() -> sp.Expr:
-    r"""[book] ``eta(eps) = (4 (2n+1) / eps) (c (2n+1) / (2 n eps))^{2n}`` on the branch ``m^2 h*^{2n} <= 1`` (notes 11.12)."""
+    r"""[book] ``eta(eps) = (4 (2n+1) / eps) (c (2n+1) / (2 n eps))^{2n}`` on the branch ``m^2 h*^{2n} <= 1`` (Chapter 4)."""
     c = _c()
     return 4 * (2 * n + 1) / epsilon * (c * (2 * n + 1) / (2 * n * epsilon)) ** (2 * n)
 
@@ -121,7 +121,7 @@ def theorem3_rhs_expr() -> sp.Expr:
 
 
 def tau_book_expr() -> sp.Expr:
-    r"""[book] ``tau = 4 R_eps`` for Theorem 3 (notes 5.3), valid for ``0 <= eps <= 1 - log(1 - 1/e)``."""
+    r"""[book] ``tau = 4 R_eps`` for Theorem 3 (Chapter 5), valid for ``0 <= eps <= 1 - log(1 - 1/e)``."""
     return 4 * R_eps
 
 

@@ -14,7 +14,7 @@ training run:
 
 Paper references: ``L1``/``L2`` of InfoNCE, eq. (5) (Sec. 4.1); linear loss, Sec. 4.1; cross-correlation
 split, Sec. 4.2; ``mu_k``, ``Err``, Sec. 2; ``R_eps = P[x not in S_eps]``, Sec. 3. t-InfoNCE is the book's
-reading of Hu et al. (2022) (notes 7), not a formula of the paper.
+reading of Hu et al. (2022) (Chapter 7), not a formula of the paper.
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """The experiment engine: self-supervised training with per-epoch kNN evaluation, checkpoints and resume.
 
-The loop follows the authors' recipe (``paper/notes.md`` Sec. 8.5) in the style of airbench/nanoGPT:
+The loop follows the authors' recipe (``docs/design.md``, section 4) in the style of airbench/nanoGPT:
 
 * the whole dataset is loaded once and kept **on the device as uint8**; no DataLoader;
 * each step draws a batch of indices from a per-epoch permutation (``drop_last``), converts it to
   float, makes **two views with the batched augmentation** of :mod:`cssl.augment` on the device, with
   a generator seeded from ``(seed, step, rank)``, normalises with the training set's channel mean/std,
-  and feeds the method in **channels_last** (DESIGN.md measured 34 ms vs 465 ms a step for a width-32 CNN
+  and feeds the method in **channels_last** (a prototype measured 34 ms vs 465 ms a step for a width-32 CNN
   on CPU) under **bf16
   autocast on CUDA**;
 * every ``eval_every`` steps (default: once per epoch, like the authors' kNN monitor) the encoder is
@@ -20,8 +20,8 @@ The loop follows the authors' recipe (``paper/notes.md`` Sec. 8.5) in the style 
   with results and weights **identical** to an uninterrupted run.
 
 Why re-estimate BatchNorm: the running statistics are an average over *augmented* training batches,
-while evaluation feeds clean images whose statistics differ (no colour jitter, no grayscale). DESIGN.md's
-CPU prototype measured kNN accuracy 0.49 with the training-time statistics vs 0.70 after re-estimating
+while evaluation feeds clean images whose statistics differ (no colour jitter, no grayscale). The CPU
+prototype of ``docs/design.md`` (section 3) measured kNN accuracy 0.49 with the training-time statistics vs 0.70 after re-estimating
 them on clean images, hence the default ``recalibrate_bn=True``. In this implementation the effect is
 small and of the other sign (quick profile, SimCLR, seed 0: abcde 0.886 with vs 0.908 without, abc
 0.660 vs 0.683), so it is a switch that every results file records; the ``paper`` profile turns it off
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributed as dist_utils
-from ._io import atomic_torch_save, atomic_write_json
+from ._io import atomic_torch_save, atomic_write_json, lock_folder, read_checkpoint
 from ._validate import check_int, check_real
 from .models import Method, build_backbone, build_method
 
@@ -275,9 +275,9 @@ def use_threads(default: int) -> int:
 
     Floating-point sums are reduced in an order that depends on the thread count, so the last digits of
     a result (and, at a near tie, a verdict) can change with it. The book's committed outputs use each
-    chapter's default: 1 for the theory chapters (tiny tensors, where a thread pool only costs time) and
-    2 for the experiment chapters (the 2-core machine CI runs on), whatever the reader's core count. On an
-    oversubscribed machine ``CSSL_NUM_THREADS=1`` can be several times faster. Returns the count set.
+    chapter's default, 1 (theory chapters hold tiny tensors, where a thread pool only costs time; experiment
+    chapters read committed runs, trained with one thread, and a build beside another CPU-heavy job stays
+    fast), whatever the reader's core count. Returns the count set.
     """
     check_int(default, "default", low=1)
     raw = os.environ.get("CSSL_NUM_THREADS", "").strip()
@@ -339,7 +339,7 @@ def recalibrate_batchnorm(module: nn.Module, images: torch.Tensor, *, batch_size
     ``momentum=None`` (PyTorch's cumulative average, i.e. the mean of the per-batch statistics), under
     ``no_grad``; the module's mode and momenta are restored. Recipe: "precise BN" (Wu & Johnson 2021),
     used here because the statistics of augmented views differ from those of the clean images that
-    evaluation sees (DESIGN.md: 0.49 vs 0.70 kNN accuracy on the quick profile).
+    evaluation sees (``docs/design.md``, section 3: 0.49 vs 0.70 kNN accuracy on the quick profile).
     """
     bns = _batchnorms(module)
     if not bns:
@@ -388,8 +388,22 @@ def nearest_centre_accuracy(train_feats: torch.Tensor, train_labels: torch.Tenso
     """Accuracy of the paper's NN classifier ``G_f(x) = argmin_k ||f(x) - mu_k||`` (Sec. 2).
 
     Features are L2-normalised first (the paper's ``||f|| = r``), ``mu_k`` is the mean normalised
-    training feature of class ``k``.
+    training feature of class ``k``. Features are ``(n, d)`` tensors of one width ``d``; labels hold one
+    class index in ``0 .. num_classes - 1`` per row.
     """
+    num_classes = check_int(num_classes, "num_classes", low=1)
+    for name, f in (("train_feats", train_feats), ("test_feats", test_feats)):
+        if not isinstance(f, torch.Tensor) or f.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D tensor (n, d) of features, got "
+                             f"{tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
+    if train_feats.shape[1] != test_feats.shape[1]:
+        raise ValueError(f"train_feats has width {train_feats.shape[1]} but test_feats has {test_feats.shape[1]}")
+    for name, y, f in (("train_labels", train_labels, train_feats), ("test_labels", test_labels, test_feats)):
+        if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.shape[0] != f.shape[0] or y.dtype.is_floating_point:
+            raise ValueError(f"{name} must be a 1-D integer tensor with one label per feature row ({f.shape[0]})")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(f"{name} range over {int(y.min())}..{int(y.max())} but num_classes={num_classes}; "
+                             f"labels must lie in 0..{num_classes - 1} (pass the number of classes K)")
     ftr, fte = F.normalize(train_feats.float(), dim=1), F.normalize(test_feats.float(), dim=1)
     centres = torch.zeros(num_classes, ftr.shape[1], device=ftr.device).index_add_(0, train_labels, ftr)
     counts = torch.bincount(train_labels, minlength=num_classes).clamp_min(1).unsqueeze(1)
@@ -400,15 +414,21 @@ def nearest_centre_accuracy(train_feats: torch.Tensor, train_labels: torch.Tenso
 
 def evaluate(encoder: nn.Module, data: Dataset, *, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
              k: int = 200, temperature: float = 0.1, recalibrate_bn: bool = True, batch_size: int = 1024,
-             amp: bool = True) -> dict:
-    """kNN top-1 (train bank, test queries; ``k``, ``temperature``) and nearest-centre accuracy.
+             amp: bool = True, linear_probe: bool = False) -> dict:
+    """kNN top-1 (train bank, test queries; ``k``, ``temperature``), nearest-centre and linear-probe accuracy.
 
     ``transform`` maps a raw image batch to the encoder's input (float, normalised, channels_last).
     With ``recalibrate_bn`` the encoder's BatchNorm statistics are first re-estimated on the clean
     training images (in place). kNN: :func:`cssl.metrics.knn_accuracy` (cosine similarity, weights
-    ``exp(s / t)``, authors' ``k = 200``, ``t = 0.1``).
+    ``exp(s / t)``, authors' ``k = 200``, ``t = 0.1``). Linear probe: :func:`cssl.metrics.linear_probe`
+    (multinomial logistic regression on the frozen features, L-BFGS in float64 on the CPU), the
+    linear-evaluation protocol beside the kNN monitor, added as ``linear_probe_acc`` when
+    ``linear_probe=True`` (:func:`train` asks for it at the final evaluation only: about 0.3 s for 10k
+    features of width 64 on a CPU). It uses no global random state, so training continues exactly as
+    without it.
     """
     from .metrics import knn_accuracy
+    from .metrics import linear_probe as probe_accuracy
 
     if recalibrate_bn:
         recalibrate_batchnorm(encoder, data.x_train, batch_size=batch_size, transform=transform)
@@ -417,7 +437,11 @@ def evaluate(encoder: nn.Module, data: Dataset, *, transform: Callable[[torch.Te
     knn = knn_accuracy(F.normalize(ftr, dim=1), data.y_train, F.normalize(fte, dim=1), data.y_test,
                        num_classes=data.num_classes, k=min(k, ftr.shape[0]), temperature=temperature)
     nc = nearest_centre_accuracy(ftr, data.y_train, fte, data.y_test, data.num_classes)
-    return {"knn_top1": float(knn), "nearest_centre_acc": nc}
+    out = {"knn_top1": float(knn), "nearest_centre_acc": nc}
+    if linear_probe:
+        out["linear_probe_acc"] = probe_accuracy(ftr.cpu(), data.y_train.cpu(), fte.cpu(), data.y_test.cpu(),
+                                                 num_classes=data.num_classes)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ provenance
@@ -483,6 +507,19 @@ def _set_rng_state(state: dict) -> None:
 _RESUME_IGNORED = ("out_dir", "device", "profile")
 
 
+def _collapse_value(config: TrainConfig) -> float | None:
+    """The loss of a collapsed encoder (every embedding equal): SimCLR ``log(2N - 1)``, MoCo ``log(K + 1)``."""
+    if config.method == "simclr":
+        return math.log(2 * config.batch_size - 1)
+    if config.method == "moco":
+        return math.log(config.queue_size + 1)
+    return None
+
+
+#: A mean training loss within this relative distance of :func:`_collapse_value` stops the run.
+COLLAPSE_RTOL = 1e-4
+
+
 def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, data: Dataset | None = None,
           callback: Callable[[int, Method], None] | None = None) -> dict:
     """Train ``config.method`` and return its results (the dict written to ``out_dir/results.json``).
@@ -495,6 +532,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     ``result["method"].encoder`` for features) and ``input_transform``, the map from raw images to the
     encoder's input used in training and evaluation (not written either).
 
+    The final evaluation also holds ``linear_probe_acc`` (:func:`evaluate`'s linear probe).
+
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` if present (a finished run returns its
     stored results without training); the config must match the one that wrote it (``out_dir``,
     ``device`` and ``profile`` may differ). ``data`` overrides :func:`load_dataset` (e.g. a dataset
@@ -504,9 +543,25 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     Under ``torchrun`` (``WORLD_SIZE > 1``) each rank trains on its slice of the global batch through
     DistributedDataParallel (SyncBatchNorm on CUDA, except MoCo) and rank 0 evaluates and writes the
     files; ``out_dir`` must then be on a filesystem every rank reads (each rank resumes from it).
+
+    Safety: ``out_dir`` is locked while the run writes to it (:func:`cssl._io.lock_folder`; a second
+    run on it fails at once); the checkpoint is read only with ``weights_only=True``
+    (:func:`cssl._io.read_checkpoint`: a damaged file raises, naming it). Training stops with
+    ``FloatingPointError`` when a loss comes out NaN or infinite, or when the mean loss between two
+    evaluations sits at the value of a collapsed encoder (SimCLR ``log(2N - 1)``, MoCo ``log(K + 1)``,
+    within :data:`COLLAPSE_RTOL`); the last checkpoint is then the one before.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.out_dir is None or os.environ.get("RANK", "0") not in ("", "0"):
+        return _train(config, resume=resume, progress=progress, data=data, callback=callback)
+    with lock_folder(config.out_dir, hint="wait for that run to finish, or use another out_dir "
+                     "(command line: --out-dir)"):
+        return _train(config, resume=resume, progress=progress, data=data, callback=callback)
+
+
+def _train(config: TrainConfig, *, resume: bool, progress: bool, data: Dataset | None,
+           callback: Callable[[int, Method], None] | None) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(config.device)
     if dist_utils.env_world_size() > 1:
@@ -556,13 +611,18 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     step, loss_sum, loss_count, prior_wall = 0, 0.0, 0, 0.0
 
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
+        try:
+            ckpt = read_checkpoint(ckpt_path)  # weights_only=True, on the CPU (RNG states must stay there)
+        except ValueError as err:
+            raise ValueError(f"{err}; delete it or start over with resume=False (command line: --no-resume)") \
+                from None
         old = {k: v for k, v in ckpt["config"].items() if k not in _RESUME_IGNORED}
         new = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IGNORED}
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(f"{ckpt_path} was written by a different config (fields {diff} differ); "
-                             "use another out_dir or resume=False")
+            raise ValueError(f"{ckpt_path} was written by a different config (fields {diff} differ); start over "
+                             "with resume=False (command line: --no-resume) or use another out_dir "
+                             "(command line: --out-dir)")
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -578,12 +638,13 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
     if world > 1:
         model = nn.parallel.DistributedDataParallel(method, device_ids=[device] if device.type == "cuda" else None)
 
-    def evaluate_now() -> dict:
+    def evaluate_now(final: bool) -> dict:
         enc = method.encoder
         if world > 1:  # rank 0 evaluates a private per-process copy; others wait at the barrier
             enc = dist_utils.revert_sync_batchnorm(copy.deepcopy(enc))
         return evaluate(enc, data, transform=prepare_raw, k=config.knn_k, temperature=config.knn_t,
-                        recalibrate_bn=config.recalibrate_bn, batch_size=config.eval_batch_size, amp=config.amp)
+                        recalibrate_bn=config.recalibrate_bn, batch_size=config.eval_batch_size, amp=config.amp,
+                        linear_probe=final)
 
     def save_checkpoint() -> None:
         if ckpt_path is None or not main:
@@ -623,7 +684,11 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
             aug_gen.manual_seed((config.seed * 1_000_003 + step) * 1024 + rank)
             x1, x2 = prepare(aug(x, generator=aug_gen)), prepare(aug(x, generator=aug_gen))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = model(x1, x2)
+                try:
+                    loss = model(x1, x2)
+                except FloatingPointError as err:
+                    raise FloatingPointError(f"training diverged at step {step + 1}: {err}. Lower the learning "
+                                             f"rate (lr={config.lr:g}; command line: --lr)") from None
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -640,9 +705,17 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
                 loss_sum = float(loss_acc)
                 if not math.isfinite(loss_sum):
                     raise FloatingPointError(f"the training loss became {loss_sum} before step {step}; "
-                                             "lower the learning rate")
+                                             f"lower the learning rate (lr={config.lr:g}; command line: --lr)")
+                collapsed = _collapse_value(config)
+                mean_loss = loss_sum / max(loss_count, 1)
+                if collapsed is not None and abs(mean_loss - collapsed) <= COLLAPSE_RTOL * collapsed:
+                    raise FloatingPointError(
+                        f"the training loss collapsed: its mean over steps {step - loss_count + 1}-{step} is "
+                        f"{mean_loss:.6g}, the value {collapsed:.6g} of an encoder that maps every image to one "
+                        f"point (the features carry nothing); lower the learning rate (lr={config.lr:g}; "
+                        "command line: --lr)")
                 if main:
-                    metrics = evaluate_now()
+                    metrics = evaluate_now(final=step == total)
                     entry = {"step": step, "epoch": round(step / steps_per_epoch, 4),
                              "loss": loss_sum / max(loss_count, 1), "lr": scheduler.get_last_lr()[0],
                              "elapsed_s": prior_wall + time.perf_counter() - t_start, **metrics}
@@ -674,6 +747,25 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, da
 
 # ----------------------------------------------------------------------------------- theory worlds
 WORLD_LOSSES = ("info_nce", "nt_xent", "cross_correlation", "linear", "spectral", "t_info_nce")
+
+
+def _check_input_width(encoder: nn.Module, world, cast: dict) -> None:
+    """Raise a ``ValueError`` naming both widths when ``encoder`` cannot take the world's points.
+
+    Probes a copy in eval mode without gradients, so the encoder's weights, BatchNorm statistics and
+    every random state stay as they were.
+    """
+    from .worlds import World
+
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a cssl.World, got {type(world).__name__}")
+    probe = copy.deepcopy(encoder).eval()
+    try:
+        with torch.no_grad():
+            probe(world.views[:2, 0].to(**cast))
+    except RuntimeError as err:
+        raise ValueError(f"encoder does not accept the world's points of dimension d = {world.dim} "
+                         f"({' '.join(str(err).split())[:120]}); build it with input width {world.dim}") from None
 
 
 def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: int = 200, batch_size: int = 64,
@@ -722,6 +814,7 @@ def fit_on_world(encoder: nn.Module, world, *, loss: str = "info_nce", steps: in
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(params, lr=lr)
     cast = {"device": params[0].device, "dtype": params[0].dtype}
+    _check_input_width(encoder, world, cast)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable(step, loss) or None, got {type(callback).__name__}")
     losses: list[float] = []

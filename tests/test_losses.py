@@ -68,7 +68,13 @@ def _nt_xent_loop(z1, z2, t):
     return total / n2
 
 
-@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_nt_xent_refuses_one_pair():
+    # one pair has no negatives: the loss would be 0 for every encoder
+    with pytest.raises(ValueError, match="at least 2 row"):
+        Ls.nt_xent(torch.ones(1, 3), torch.ones(1, 3))
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
 def test_nt_xent_equal_embeddings_give_log_2n_minus_1(n):
     z = torch.ones(n, 3, dtype=torch.float64)
     assert Ls.nt_xent(z, z).item() == pytest.approx(math.log(2 * n - 1))

@@ -104,7 +104,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     base = dict(method="moco", split_bn=2, queue_size=64, steps=12, eval_every=4, **TINY)
     cfg = TrainConfig(out_dir=str(tmp_path / "killed"), **base)
     script = _KILLED_RUN.format(tests=str(__import__("pathlib").Path(__file__).parent), cfg=cfg.to_dict())
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     partial = read_json(tmp_path / "killed" / "results.json")
     assert partial["status"] == "running" and partial["step"] == 4 and len(partial["history"]) == 1
@@ -173,6 +173,7 @@ def test_evaluate_separable_features():
     data = Dataset(data.x_train + shift[data.y_train], data.y_train, data.x_test + shift[data.y_test], data.y_test, 2)
     out = evaluate(nn.Identity(), data, k=5, recalibrate_bn=True)
     assert out == {"knn_top1": 1.0, "nearest_centre_acc": 1.0}
+    assert evaluate(nn.Identity(), data, k=5, linear_probe=True)["linear_probe_acc"] == 1.0
 
 
 # ----------------------------------------------------------------------------------- fit_on_world
