@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,7 @@ def _worker(job: tuple) -> tuple[str, float]:
     experiment, cell, cfg_dict, root, ckpt = job
     t0 = time.perf_counter()
     train_run(experiment, cell, TrainConfig.from_dict(cfg_dict), write=True, root=root, checkpoint_dir=ckpt)
+    shutil.rmtree(ckpt, ignore_errors=True)  # the run is in the cache now; its checkpoint has done its job
     return f"{cfg_dict['method']} {cell} seed {cfg_dict['seed']}", time.perf_counter() - t0
 
 
@@ -193,7 +195,8 @@ def regenerate(experiment: str, *, methods=None, seeds=None, workers: int = 2, r
     """Train every run of ``experiment`` that is missing or stale and write it into the cache.
 
     ``workers`` processes of one thread each share the runs (two on the book's two-core machine);
-    each run checkpoints under ``scratch`` so that a killed regeneration resumes where it stopped.
+    each run checkpoints under ``scratch/<code hash>/`` so that a killed regeneration resumes where it
+    stopped, and never from a checkpoint of other training code.
     ``force`` retrains current runs too. Returns ``{"trained": n, "current": n, "wall_s": s}``.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -208,7 +211,7 @@ def regenerate(experiment: str, *, methods=None, seeds=None, workers: int = 2, r
         if not force and load_run(experiment, cell, cfg, root=root) is not None:
             current += 1
             continue
-        ckpt = Path(scratch) / experiment / m / _safe(cell) / f"seed{s}"
+        ckpt = Path(scratch) / code_hash()[:16] / experiment / m / _safe(cell) / f"seed{s}"
         if force and (ckpt / "checkpoint.pt").is_file():
             (ckpt / "checkpoint.pt").unlink()
         jobs.append((experiment, cell, cfg.to_dict(), None if root is None else str(root), str(ckpt)))

@@ -129,6 +129,9 @@ def test_regenerate_trains_missing_runs_once_and_resumes(tmp_path, monkeypatch):
     first = runcache.regenerate("table1", **kw)
     assert first["trained"] == 5 and first["current"] == 0
     assert len(runcache.committed_runs(root=tmp_path)) == 5
+    # a finished run leaves no checkpoint behind, and checkpoints live under the training code's hash
+    assert not list((tmp_path / "scratch").rglob("checkpoint.pt"))
+    assert [d.name for d in (tmp_path / "scratch").iterdir()] == [runcache.code_hash()[:16]]
     second = runcache.regenerate("table1", **kw)
     assert second["trained"] == 0 and second["current"] == 5
     assert runcache.regenerate("table1", **kw, force=True)["trained"] == 5
