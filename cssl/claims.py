@@ -164,6 +164,8 @@ def paired_effect(higher, lower, confidence: float = 0.95) -> tuple[float, float
     h, l_ = np.asarray(higher, dtype=float).ravel(), np.asarray(lower, dtype=float).ravel()
     if h.shape != l_.shape or h.size < 2 or not (np.isfinite(h).all() and np.isfinite(l_).all()):
         raise ValueError(f"higher and lower must be finite and of equal length >= 2, got {h.size} and {l_.size}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
     d = h - l_
     n, effect = d.size, float(np.mean(d))
     if np.all(d == d[0]):
@@ -523,7 +525,11 @@ def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None 
 
 def format_margin(margin: float) -> str:
     """A margin for tables: two significant digits, ``0`` below 1e-9 in size, ``inf`` for infinities."""
+    if isinstance(margin, (bool, str)) or not isinstance(margin, (int, float, np.floating, np.integer)):
+        raise TypeError(f"margin must be a real number, got {type(margin).__name__} {margin!r}")
     margin = float(margin)
+    if math.isnan(margin):
+        raise ValueError("margin is NaN: the check that computed it compared a NaN; fix the quantity first")
     if abs(margin) >= 1e300:
         return "inf" if margin > 0 else "-inf"
     if abs(margin) < 1e-9:

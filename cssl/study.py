@@ -297,7 +297,11 @@ def aggregate(records: Sequence[Mapping], keys: Sequence[str], by: Sequence[str]
     The order of groups is the order of first appearance in ``records``.
     """
     groups: dict = {}
-    for rec in records:
+    for i, rec in enumerate(records):
+        missing = [k for k in (*by, *keys) if k not in rec]
+        if missing:
+            raise KeyError(f"record {i} has no {missing} (it has {sorted(rec)}); pass keys= and by= that every "
+                           "record holds")
         groups.setdefault(tuple(rec[b] for b in by), []).append(rec)
     return {g: {k: summarise([r[k] for r in rs]) for k in keys} for g, rs in groups.items()}
 
