@@ -19,6 +19,7 @@ REPORTS = (
     ("chapters_busy", "Chapters on a busy machine (a training job beside the build)",
      "python bench/bench_chapters.py --busy"),
     ("ci", "CI: `.ci/run` on a fresh clone", "python bench/bench_ci.py"),
+    ("page", "Visible code on the chapters' pages", "python bench/bench_page.py"),
     ("augment", "Batched augmentation against the per-sample reference", "python bench/bench_augment.py"),
     ("sigma", "sigma(delta) estimation against N and T", "python bench/bench_sigma.py"),
     ("train_cpu", "Training throughput, quick profile (CPU)", "python bench/bench_train.py"),

@@ -147,3 +147,23 @@ def test_formatter_reports_lines_it_cannot_shorten(tmp_path):
 def test_formatter_keeps_the_semicolon_that_hides_a_cell_value():
     assert format_notebooks.format_source("x = 1\nplt.plot([1],[2]);") == "x = 1\nplt.plot([1], [2]);"
     assert format_notebooks.format_source("y=2") == "y = 2"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_cells_that_do_not_teach_are_folded(path):
+    import fold_cells
+
+    nb = nbformat.read(path, as_version=4)
+    assert not fold_cells.unfolded(nb), (
+        f"{path.name}: cells {fold_cells.unfolded(nb)} draw a figure, record claims or run over "
+        f"{fold_cells.MAX_LINES} lines and are shown: run `python tools/fold_cells.py {path.relative_to(ROOT)}`")
+
+
+def test_fold_rule_catches_a_shown_ledger_cell():
+    import fold_cells
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("ledger.check('x', 1, '<=', 2)"),
+                                         nbformat.v4.new_code_cell("bounds.rho_max(0.1)")])
+    assert fold_cells.unfolded(nb) == [0]
+    nb.cells[0].metadata["tags"] = ["hide-input"]
+    assert fold_cells.unfolded(nb) == []
