@@ -264,6 +264,17 @@ def _anchors(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("page", _pages())
+def test_every_image_has_alt_text(page):
+    """A reader with a screen reader gets each figure's first caption sentence (``mystnb.image.alt``)."""
+    _requirement((HTML / "index.html").is_file(), "the site is not built")
+    source = (HTML / f"{page}.html").read_text(encoding="utf-8")
+    article = source[source.find("<article"):source.find("</article>")] or source
+    images = re.findall(r"<img\b[^>]*>", article)
+    bare = [img[:120] for img in images if not re.search(r'\balt="[^"]{12,}"', img)]
+    assert not bare, f"{page}: images without alt text (give the figure cell mystnb.image.alt): {bare}"
+
+
+@pytest.mark.parametrize("page", _pages())
 def test_internal_links_resolve(page):
     _requirement((HTML / "index.html").is_file(), "the site is not built")
     source_path = HTML / f"{page}.html"
@@ -320,6 +331,36 @@ def test_ledger_lists_every_recorded_claim():
     assert len(data_rows) == len(records), f"ledger shows {len(data_rows)} claims, {len(records)} recorded"
     for r in records:
         assert f'href="{r["chapter"]}.html#{r["label"]}"' in body or f'#{r["label"]}"' in body, r["label"]
+
+
+def test_ledger_opens_with_its_summary_and_filters_by_verdict(browser, site_url):
+    records = []
+    for path in sorted((ROOT / "_build" / "claims").glob("*.json")):
+        records += json.loads(path.read_text())["claims"]
+    _load(browser, f"{site_url}/chapters/90_ledger.html")
+    headings = browser.execute_script(
+        "return [...document.querySelectorAll('article h2')].map(h => h.innerText.replace(/#$/, '').trim());")
+    assert headings.index("Summary") < headings.index("Claims by chapter"), headings
+    buttons = browser.execute_script(
+        "return [...document.querySelectorAll('#ledger-filter button')].map(b => b.innerText);")
+    assert buttons and buttons[0] == f"all ({len(records)})", buttons
+    visible_rows = ("return [...document.querySelectorAll('#ledger-filter ~ * table tbody tr, "
+                    "section:has(#ledger-filter) table tbody tr')].filter(r => r.offsetParent !== null)"
+                    ".map(r => r.children[2].innerText.trim());")
+    assert len(browser.execute_script(visible_rows)) == len(records)
+    counts = {}
+    for r in records:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    for verdict in ("fails as printed", "reversed"):
+        if verdict not in counts:
+            continue
+        browser.execute_script(
+            "[...document.querySelectorAll('#ledger-filter button')]"
+            ".find(b => b.dataset.verdict === arguments[0]).click();", verdict)
+        shown = browser.execute_script(visible_rows)
+        assert len(shown) == counts[verdict] and all(s.startswith(verdict) for s in shown), (verdict, shown[:3])
+    browser.execute_script("document.querySelector('#ledger-filter button').click();")
+    assert len(browser.execute_script(visible_rows)) == len(records)
 
 
 def test_instructors_page_offers_every_assignment_without_solutions():

@@ -78,3 +78,48 @@
   NARROW.addEventListener("change", fit);
   window.bookFitDisplays = fit;  // the tests call it after resizing the window
 })();
+
+// The claims ledger: buttons above its tables show only the claims of one verdict. Each row's third
+// column starts with the verdict cssl.claims computed; a chapter whose table has no row left is hidden
+// with its title.
+(function () {
+  const VERDICTS = ["fails as printed", "true but vacuous", "open", "holds", "reproduces", "reversed",
+                    "inconclusive", "regression test"];
+  function verdictOf(row) {
+    const cell = row.children[2];
+    const text = cell ? cell.innerText.trim().toLowerCase() : "";
+    return VERDICTS.find(function (v) { return text.startsWith(v); }) || "";
+  }
+  function setUp() {
+    const bar = document.getElementById("ledger-filter");
+    if (!bar) return;
+    const section = bar.closest("section") || document;
+    const tables = Array.from(section.querySelectorAll("table"));
+    const rows = tables.flatMap(function (t) { return Array.from(t.querySelectorAll("tbody tr")); });
+    const counts = {};
+    rows.forEach(function (r) { const v = verdictOf(r); r.dataset.verdict = v; counts[v] = (counts[v] || 0) + 1; });
+    function show(verdict) {
+      rows.forEach(function (r) { r.hidden = Boolean(verdict) && r.dataset.verdict !== verdict; });
+      tables.forEach(function (t) {
+        const empty = !t.querySelector("tbody tr:not([hidden])");
+        const box = t.closest(".pst-scrollable-table-container") || t;
+        box.hidden = empty;
+        const title = box.previousElementSibling;
+        if (title && title.tagName === "P") title.hidden = empty;
+      });
+      bar.querySelectorAll("button").forEach(function (b) {
+        b.setAttribute("aria-pressed", String(b.dataset.verdict === verdict));
+      });
+    }
+    [""].concat(VERDICTS.filter(function (v) { return counts[v]; })).forEach(function (v) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.verdict = v;
+      b.textContent = (v || "all") + " (" + (v ? counts[v] : rows.length) + ")";
+      b.addEventListener("click", function () { show(v); });
+      bar.appendChild(b);
+    });
+    show("");
+  }
+  document.addEventListener("DOMContentLoaded", setUp);
+})();
