@@ -476,12 +476,12 @@ def theorem1_threshold_figure(sigma: float = 0.95, delta: float = 0.05, eps: flo
         ax1.plot(grid, thr(sigma, grid, coefficient), **style)
         ax1.plot([eps], [thr(sigma, eps, coefficient)], "o", color=style["color"])
     ax1.axhline(-1.0, color="gray", lw=0.8, ls=":")
-    ax1.text(eps_max, -1.0, "no encoder can satisfy (2) below this line ", ha="right", va="bottom", fontsize=8,
+    ax1.text(eps_max, -1.0, "no encoder can satisfy (2) below this line ", ha="right", va="bottom", fontsize=9,
              color="gray")
     ax1.set_xlabel(r"alignment radius $\varepsilon$ (feature-space units)")
     ax1.set_ylabel(r"threshold of (2) divided by $r^2$")
     ax1.set_title(f"threshold of condition (2) ($R_\\varepsilon$ = {R_eps:.3g} held fixed)")
-    ax1.legend(loc="upper right", fontsize=8)
+    ax1.legend(loc="upper right", fontsize=9)
 
     sig = np.linspace(0.5, 1.0, 201)
     bound = np.asarray(bounds.theorem1_bound(sig, R_eps))
@@ -495,9 +495,9 @@ def theorem1_threshold_figure(sigma: float = 0.95, delta: float = 0.05, eps: flo
     ax2.set_ylabel("upper bound on Err$(G_f)$ (probability)")
     rho_p = float(bounds.rho_max(sigma, delta, eps, R_eps, p, L, r))
     ax2.set_title(f"bound {float(bounds.theorem1_bound(sigma, R_eps)):.3f} at the dot; paper's threshold "
-                  f"{float(thr(sigma, eps, 'paper')):.3f} $r^2$ ($\\rho_{{max}}$ = {rho_p:.3f})", fontsize=10)
+                  f"{float(thr(sigma, eps, 'paper')):.3f} $r^2$ ($\\rho_{{\\max}}$ = {rho_p:.3f})", fontsize=10)
     ax2.set_ylim(0, max(0.6, float(bound.max()) * 1.1))
-    ax2.legend(loc="upper right", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=9)
     return fig
 
 
