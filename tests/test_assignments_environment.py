@@ -38,7 +38,7 @@ def _python311() -> str:
     for candidate in (shutil.which("python3.11"), sys.executable):
         if candidate:
             out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, timeout=30)
             if out.stdout.strip() == "(3, 11)":
                 return candidate
     pytest.fail("the autograder's environment is Python 3.11, and no python3.11 is on this machine")
@@ -50,6 +50,7 @@ _OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Netwo
 
 
 def _run(cmd, **kwargs):
+    kwargs.setdefault("timeout", 300)  # a hung step fails the test instead of the whole run
     proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     assert proc.returncode == 0, f"{cmd[:3]} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc

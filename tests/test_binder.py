@@ -12,7 +12,8 @@ import sync_binder  # noqa: E402
 
 
 def test_binder_requirements_are_up_to_date():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_binder.py"), "--check"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_binder.py"), "--check"], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr
 
 
@@ -41,7 +42,7 @@ def test_runtime_matches_the_python_of_ci():
 def test_postbuild_is_an_executable_bash_script_that_installs_cssl():
     post = ROOT / "binder" / "postBuild"
     assert post.stat().st_mode & 0o111, "postBuild must be executable (repo2docker runs it directly)"
-    assert subprocess.run(["bash", "-n", str(post)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(post)], timeout=30).returncode == 0
     text = post.read_text()
     assert text.startswith("#!/bin/bash") and "set -euo pipefail" in text
     assert "pip install --no-deps -e ." in text and "import cssl" in text

@@ -109,7 +109,7 @@ def test_ledger_record_of_each_chapter_lists_its_labels():
 
 def test_readme_shows_the_current_benchmark_reports():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "update_readme.py"), "--check"], capture_output=True,
-                       text=True)
+                       text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
 

@@ -36,7 +36,7 @@ def test_other_remotes_give_no_address(remote):
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture
