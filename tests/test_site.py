@@ -344,8 +344,8 @@ def test_ledger_opens_with_its_summary_and_filters_by_verdict(browser, site_url)
     buttons = browser.execute_script(
         "return [...document.querySelectorAll('#ledger-filter button')].map(b => b.innerText);")
     assert buttons and buttons[0] == f"all ({len(records)})", buttons
-    visible_rows = ("return [...document.querySelectorAll('#ledger-filter ~ * table tbody tr, "
-                    "section:has(#ledger-filter) table tbody tr')].filter(r => r.offsetParent !== null)"
+    visible_rows = ("return [...document.getElementById('ledger-filter').closest('section')"
+                    ".querySelectorAll('table tbody tr')].filter(r => r.offsetParent !== null)"
                     ".map(r => r.children[2].innerText.trim());")
     assert len(browser.execute_script(visible_rows)) == len(records)
     counts = {}
