@@ -77,11 +77,13 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
 # ------------------------------------------------------------------------------------------- train
 _TRAIN_HELP = {
     "method": "self-supervised method: simclr, barlow_twins, moco, simsiam",
-    "dataset": "textures (16x16 procedural colour textures), digits (sklearn 8x8), cifar10, cifar100",
+    "dataset": "textures (16x16 procedural colour textures), nuisance_textures (the same with a nuisance for "
+               "each transformation, the book profile's data), digits (sklearn 8x8), cifar10, cifar100",
     "letters": "augmentations, a subset of abcde: a crop, b blur, c grayscale, d colour jitter, e flip",
     "strength": "colour-jitter strength s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s), in (0, 2.5]",
     "cj_prob": "probability of colour jitter, in [0, 1] (Table 2 uses 1.0)",
     "blur_sigma": "blur standard deviation in pixels (default: image side / 32, the authors' 1 px at 32x32)",
+    "crop_min_scale": "smallest share of the area a random resized crop keeps, in (0, 1] (authors: 0.08)",
     "backbone": "encoder: smallcnn or resnet18 (CIFAR stem)",
     "width": "backbone width (smallcnn 16, resnet18 64 when omitted)",
     "steps": "number of optimizer steps (give steps or epochs)",
@@ -128,7 +130,7 @@ def _field_type(f: dataclasses.Field):
 
 
 def _add_train_config_options(p: argparse.ArgumentParser) -> None:
-    from .train import TrainConfig
+    from .train import DATASETS, TrainConfig
 
     g = p.add_argument_group("run configuration (defaults: the profile's, else TrainConfig's)")
     for f in dataclasses.fields(TrainConfig):
@@ -141,7 +143,7 @@ def _add_train_config_options(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
             choices = {"method": ["simclr", "barlow_twins", "moco", "simsiam"],
-                       "dataset": ["textures", "digits", "cifar10", "cifar100"],
+                       "dataset": list(DATASETS),
                        "backbone": ["smallcnn", "resnet18"], "optimizer": ["sgd", "adam"]}.get(f.name)
             g.add_argument(flag, dest=f.name, type=t, default=None, choices=choices, help=help_,
                            metavar=None if choices else f.name.upper())

@@ -60,7 +60,7 @@ __all__ = [
     "input_normaliser", "use_threads", "blur_sigma", "training_augmentation",
 ]
 
-DATASETS = ("textures", "digits", "cifar10", "cifar100")
+DATASETS = ("textures", "nuisance_textures", "digits", "cifar10", "cifar100")
 OPTIMIZERS = ("sgd", "adam")
 _LETTERS = "abcde"
 
@@ -83,6 +83,7 @@ class TrainConfig:
     strength: float = 0.5
     cj_prob: float = 0.8
     blur_sigma: float | None = None
+    crop_min_scale: float = 0.08
     backbone: str = "smallcnn"
     width: int | None = None
     steps: int | None = 200
@@ -132,6 +133,7 @@ class TrainConfig:
         check_real(self.cj_prob, "cj_prob", low=0, high=1)
         if self.blur_sigma is not None:
             check_real(self.blur_sigma, "blur_sigma", low=0, low_open=True)
+        check_real(self.crop_min_scale, "crop_min_scale", low=0, low_open=True, high=1)
         if self.backbone not in ("smallcnn", "resnet18"):
             raise ValueError(f"backbone must be 'smallcnn' or 'resnet18', got {self.backbone!r}")
         if self.width is not None:
@@ -221,6 +223,8 @@ def load_dataset(config: TrainConfig) -> Dataset:
     """Load ``config.dataset`` on the CPU (see :mod:`cssl.data`).
 
     ``textures``: procedural 16x16 colour textures, 6 classes (default 10k train / 2k test).
+    ``nuisance_textures``: the same classes with a nuisance for each transformation (a)-(e)
+    (:func:`cssl.data.nuisance_textures`, the experiment chapters' data; same sizes).
     ``digits``: scikit-learn's 8x8 digits, stratified split 2/3 train, 1/3 test by ``data_seed``.
     ``cifar10`` / ``cifar100``: from ``data_root`` (``download=True`` fetches and md5-checks them;
     ``data_md5`` replaces the official checksum, e.g. for :func:`cssl.data.make_fake_cifar` archives).
@@ -231,6 +235,9 @@ def load_dataset(config: TrainConfig) -> Dataset:
     if config.dataset == "textures":
         xtr, ytr, xte, yte = data.colour_textures(config.n_train or 10_000, config.n_test or 2_000,
                                                   size=config.image_size, seed=config.data_seed)
+    elif config.dataset == "nuisance_textures":
+        xtr, ytr, xte, yte = data.nuisance_textures(config.n_train or 10_000, config.n_test or 2_000,
+                                                    size=config.image_size, seed=config.data_seed)
     elif config.dataset == "digits":
         x, y = data.load_digits_images()
         xtr, ytr, xte, yte = data.stratified_split(x, y, test_fraction=1 / 3, seed=config.data_seed)
@@ -308,11 +315,15 @@ def blur_sigma(config: TrainConfig, image_side: int) -> float:
 
 
 def training_augmentation(config: TrainConfig, image_side: int):
-    """The :class:`~cssl.augment.Augmentation` a run of ``config`` trains with, on images of side ``image_side``."""
+    """The :class:`~cssl.augment.Augmentation` a run of ``config`` trains with, on images of side ``image_side``.
+
+    The crop keeps a share ``U(crop_min_scale, 1)`` of the area (the authors' 0.08 by default; the book
+    profile keeps at least a quarter of a 16x16 image, ``docs/design.md`` section 3).
+    """
     from .augment import Augmentation
 
     return Augmentation(config.letters, strength=config.strength, cj_prob=config.cj_prob,
-                        blur_sigma=blur_sigma(config, image_side))
+                        blur_sigma=blur_sigma(config, image_side), crop_scale=(config.crop_min_scale, 1.0))
 
 
 def resolve_device(device: str) -> torch.device:

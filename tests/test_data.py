@@ -23,6 +23,7 @@ from cssl.data import (
     load_digits_images,
     make_fake_cifar,
     md5sum,
+    nuisance_textures,
     stratified_split,
     to_float,
 )
@@ -129,6 +130,68 @@ def test_colour_textures_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         colour_textures(**kwargs)
 
+
+
+# ------------------------------------------------------------------------------ nuisance textures
+def test_nuisance_textures_shapes_determinism_and_the_plain_world_inside():
+    x, y, xt, yt = nuisance_textures(600, 120, seed=3)
+    assert x.shape == (600, 3, 16, 16) and x.dtype == torch.uint8 and yt.dtype == torch.int64
+    assert torch.bincount(y).tolist() == [100] * 6 and torch.bincount(yt).tolist() == [20] * 6
+    assert all(torch.equal(u, v) for u, v in zip((x, y, xt, yt), nuisance_textures(600, 120, seed=3)))
+    assert torch.equal(nuisance_textures(50, 120, seed=3)[2], xt)
+    # with every nuisance switched off it is colour_textures, image for image
+    plain = nuisance_textures(300, 60, seed=2, period_range=(0.25, 0.4), tilt=0, ramp=0, grain=0)
+    assert all(torch.equal(u, v) for u, v in zip(plain, colour_textures(300, 60, seed=2)))
+
+
+def _one_nuisance(**on):
+    off = dict(period_range=(0.25, 0.4), tilt=0.0, ramp=0.0, grain=0.0, noise=0.0)
+    return nuisance_textures(1200, 300, seed=11, **(off | on))
+
+
+def test_nuisance_textures_each_nuisance_is_there_and_the_labels_ignore_it():
+    base = _one_nuisance()
+    # illumination: the left-right luma ratio spreads with the ramp
+    def side_ratio(x):
+        g = _luma(x)
+        return (g[..., :8].mean((1, 2)) / g[..., 8:].mean((1, 2))).log().std().item()
+    assert side_ratio(_one_nuisance(ramp=0.6)[0]) > 2 * side_ratio(base[0])
+    # grain: energy of the one-pixel differences grows
+    def pixel_energy(x):
+        return to_float(x).diff(dim=-1).pow(2).mean().item()
+    assert pixel_energy(_one_nuisance(grain=0.3)[0]) > 1.3 * pixel_energy(base[0])
+    # scale: the spread of the dominant spatial frequency grows with the period range
+    def peak_spread(x):
+        f = torch.from_numpy(_texture_features(x)).reshape(len(x), 16, 9)
+        f[:, 0, 0] = 0
+        return f.flatten(1).argmax(1).unique().numel()
+    assert peak_spread(_one_nuisance(period_range=(0.18, 0.5))[0]) > peak_spread(base[0])
+    # handedness: tilted frames, and the class does not change under a mirror
+    x, y, xt, yt = _one_nuisance(tilt=20.0)
+    clf = LinearDiscriminantAnalysis().fit(_texture_features(x), y.numpy())
+    same, mirrored = clf.score(_texture_features(xt), yt.numpy()), clf.score(_texture_features(xt.flip(-1)), yt.numpy())
+    assert same > 0.8 and abs(same - mirrored) < 0.05
+    assert not torch.equal(x, base[0])
+    # with all nuisances on, mean colour still says nothing about the class (chance is 1/6)
+    x, y, xt, yt = nuisance_textures(1200, 600, seed=7)
+    mean_rgb = lambda t: to_float(t).mean((2, 3)).numpy()  # noqa: E731
+    col = LinearDiscriminantAnalysis().fit(mean_rgb(x), y.numpy())
+    assert col.score(mean_rgb(xt), yt.numpy()) < 1 / 6 + 0.08
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_train=0, n_test=5), "n_train"),
+    (dict(n_train=5, n_test=5, num_classes=7), "num_classes"),
+    (dict(n_train=5, n_test=5, period_range=0.3), "period_range must be a pair"),
+    (dict(n_train=5, n_test=5, period_range=(0.5, 0.2)), "low <= high"),
+    (dict(n_train=5, n_test=5, period_range=(0.0, 0.2)), "period_range"),
+    (dict(n_train=5, n_test=5, tilt=90), "tilt"),
+    (dict(n_train=5, n_test=5, ramp=-0.1), "ramp"),
+    (dict(n_train=5, n_test=5, grain=float("nan")), "grain"),
+])
+def test_nuisance_textures_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nuisance_textures(**kwargs)
 
 # -------------------------------------------------------------------------------------- CIFAR
 def _members(archive):
