@@ -25,6 +25,7 @@ __all__ = [
     "class_colour",
     "smallest_text_px",
     "check_text_size",
+    "image_grid",
 ]
 
 #: Widest an image is shown in a chapter's text column (CSS px, measured at a 1300 px window).
@@ -141,3 +142,36 @@ def check_text_size(fig) -> None:
     and its displayed size, when that size is below :data:`MIN_TEXT_PX`.
     """
     fig.canvas.mpl_connect("draw_event", _warn_small_text)
+
+
+def image_grid(ax: Axes, images, ncols: int, *, gap: int = 1, background: float = 1.0) -> None:
+    """Show a batch of images as one tiled picture on ``ax``, ``ncols`` images a row, nearest-pixel.
+
+    ``images`` is ``(N, C, H, W)`` with ``C`` in {1, 3}, uint8 or float in ``[0, 1]`` (a torch tensor or
+    numpy array); tiles are separated by ``gap`` pixels of the grey level ``background``. Drawing all tiles
+    as one image keeps every pixel square at any figure size, so 16x16 images stay legible at the column
+    width. The axes' ticks are removed.
+    """
+    import numpy as np
+
+    x = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, C, H, W) with C in (1, 3), got {x.shape}")
+    if not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    n, _, h, w = x.shape
+    nrows = -(-n // ncols)
+    canvas = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap, 3), float(background))
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = x[i].transpose(1, 2, 0)
+    ax.imshow(np.clip(canvas, 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)

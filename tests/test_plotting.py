@@ -110,3 +110,23 @@ def test_use_book_style_installs_the_hook_once():
         use_book_style()
         use_book_style()
         assert list(mpl.rcParams["figure.hooks"]).count("cssl.plotting:check_text_size") == 1
+
+
+def test_image_grid_tiles_pixels_exactly():
+    import numpy as np
+    import matplotlib.pyplot as plt
+    from cssl.plotting import image_grid
+
+    imgs = np.zeros((5, 3, 4, 4), dtype=np.uint8)
+    imgs[2] = 255
+    fig, ax = plt.subplots()
+    image_grid(ax, imgs, 3, gap=1, background=0.5)
+    canvas = ax.get_images()[0].get_array()
+    assert canvas.shape == (2 * 5 - 1, 3 * 5 - 1, 3)
+    assert (canvas[0:4, 10:14] == 1).all() and (canvas[0:4, 0:4] == 0).all()
+    assert (canvas[4, :] == 0.5).all() and (canvas[5:9, 10:14] == 0.5).all()  # gap, empty tile
+    plt.close(fig)
+    with pytest.raises(ValueError, match="shape"):
+        image_grid(ax, imgs[0], 3)
+    with pytest.raises(ValueError, match="ncols"):
+        image_grid(ax, imgs, 0)
