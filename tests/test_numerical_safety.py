@@ -168,6 +168,8 @@ def test_colour_textures_refuses_a_request_beyond_memory_within_a_second():
     with pytest.raises(ValueError, match="of memory are available; lower n_train"):
         cdata.colour_textures(10 ** 8, 10)
     assert time.perf_counter() - t0 < 1.0
+    with pytest.raises(ValueError, match="of memory are available; lower n_train"):
+        cdata.nuisance_textures(10 ** 8, 10)
 
 
 # ------------------------------------------------------------------------------ CIFAR folders
