@@ -872,7 +872,8 @@ class Ledger:
         return lines + [fmt.format(*r).rstrip() for r in rows]
 
     def verdicts(self) -> None:
-        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell) and save the record.
+        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell), save the record and, in
+        a notebook, display the same claims as a table with linked boxes (:func:`ledger_markdown`).
 
         Raises when the chapter checked nothing, or when a refutation's corrected statement has no claim
         that holds in this chapter.
@@ -888,6 +889,15 @@ class Ledger:
         if self.record:
             self.save(complete=True)
         print("\n".join(self.verdict_lines()))
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+        except ImportError:  # pragma: no cover - IPython comes with the book's requirements
+            return
+        if get_ipython() is not None:
+            # the page shows this table (boxes linked, verdicts marked); the printed lines above are what
+            # nbval compares, and the site's stylesheet hides them
+            display(Markdown(ledger_markdown([asdict(c) for c in self.claims], root=self.root, title=False)))
 
     def save(self, *, complete: bool = True) -> Path:
         """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash).
@@ -1025,8 +1035,9 @@ def how_checked(record) -> str:
     return text
 
 
-def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
-    """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
+def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None, title: bool = True) -> str:
+    """The ledger as MyST: per chapter a linked title (``title=False``: none), then a table with one row
+    per claim.
 
     Four columns, so that each table fits the text column of the site (and of the PDF):
 
@@ -1047,9 +1058,8 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
     chapters = list(dict.fromkeys(r["chapter"] for r in records))
     for chapter in chapters:
         rows = [r for r in records if r["chapter"] == chapter]
-        lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", "",
-                 "| statement | claim | verdict; margin; can fail? | how checked |",
-                 "|---|---|---|---|"]
+        lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", ""] if title else []
+        lines += ["| statement | claim | verdict; margin; can fail? | how checked |", "|---|---|---|---|"]
         for r in rows:
             extra = r.get("extra") or {}
             margin_txt = f"margin {format_margin(r['margin'])}"
