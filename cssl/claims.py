@@ -40,7 +40,13 @@ fails; and whether it still passes against the bound 10 times tighter (``b/10`` 
 bound, ``10 b`` for a positive lower bound): then it is shown as "loose by >= 10x". A bound of 0 has no
 size: a case with ``b = 0`` moves by the largest ``|b|`` of the claim, and where every bound is 0 (a
 sign) by the largest ``|lhs|``, so a sign check fails against the tighter bound exactly when some case
-is within 10 % of the largest one of being 0 (a single case never is). An
+is within 10 % of the largest one of being 0 (a single case never is). An existence claim ("there is
+a case with ``lhs rel rhs``", a counterexample to a statement that is not the paper's) is no bound:
+:meth:`Ledger.witness` shows it able to fail by a control case, where the contradicted statement holds
+and the same relation must be false. A check whose verdict is "true but vacuous" passes a tighter bound
+because it is vacuous (its floor proves it). :func:`sensitivity_summary` therefore reports the share of
+*bound checks* (holds or open) that fail at 10 % tighter, and counts witnesses, vacuous claims and
+experiments apart, with the earlier all-inequality share beside them. An
 identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
 0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
 
@@ -86,6 +92,8 @@ __all__ = [
     "sensitivity_text",
     "sensitivity_summary",
     "sensitivity_markdown",
+    "vacuous_markdown",
+    "witness_markdown",
     "exception_reason",
     "result_status",
     "loaded_modules",
@@ -466,6 +474,8 @@ def sensitivity_text(claim) -> str:
         return "rejects perturbed rhs" if sens["fails"] else "ACCEPTS perturbed rhs"
     if sens["test"] == "symbolic proof":
         return "sympy proof"
+    if sens["test"] == "control rejected":
+        return "witness; control rejected"
     if verdict == "fails as printed":
         return "counterexample"
     if sens["test"] == "bound 0":
@@ -477,24 +487,57 @@ def sensitivity_text(claim) -> str:
     return "fails at 10% tighter" if sens["fails"] else "passes at 10% tighter"
 
 
-def sensitivity_summary(records: Iterable) -> dict:
-    """Inequality claims (not refutations, regression tests or experiments) and how many can fail.
+_BOUND_TESTS = ("bound moved 10%", "sharper bound", "bound 0")
 
-    Returns ``{"n": ..., "fail_10pct": ..., "share": ..., "loose_10x": [...], "exceptions": [...]}``
-    where an exception is a claim whose check still passes against the 10 % tighter bound (or its
-    sharper bound).
+
+def sensitivity_summary(records: Iterable) -> dict:
+    """How many checks are shown able to fail, by what a check is.
+
+    The claims fall into groups that are counted apart, because the 10 % test means something only for
+    a bound:
+
+    * *bound checks* (``n``, ``fail_10pct``, ``share``, ``loose_10x``, ``exceptions``): inequality claims
+      whose verdict is "holds" or "open", a universally quantified bound checked on its cases; an
+      exception is one whose check still passes against the 10 % tighter bound (or its sharper bound).
+      A floor claim (the proof that another bound is vacuous) is a bound check like any other;
+    * ``witnesses``: claims of :meth:`Ledger.witness`, "there is a case with lhs rel rhs": a wide margin
+      is what a counterexample should have, so the 10 % test is the wrong test; each is shown able to
+      fail by its control case, on which the same relation is false (recorded with it);
+    * ``vacuous``: inequality claims whose verdict is "true but vacuous": they pass a 10 % tighter bound
+      *because* they are vacuous, which their floor claim proves (``floor`` in each record's extra);
+    * ``experiments``: :meth:`Ledger.compare` claims, whose verdict is a computed outcome (counts by
+      verdict), not a bound;
+    * ``all_inequality``: the earlier measure over every inequality claim that holds, is open or
+      vacuous, witnesses included (each with its own 10 % test), so that nothing is hidden:
+      ``{"n", "fail_10pct", "share"}``.
+
+    Refutations (counterexamples to the printed statement), identities, sympy proofs and regression
+    tests are in none of the groups.
     """
-    rows = []
+    rows, witnesses, vacuous, old = [], [], [], []
+    experiments: dict[str, int] = {}
     for r in records:
         r = r if isinstance(r, dict) else asdict(r)
         sens = r.get("sensitivity") or {}
-        if sens.get("test") in ("bound moved 10%", "sharper bound", "bound 0") and r["verdict"] in (
-                "holds", "true but vacuous", "open"):
+        test = sens.get("test")
+        if r["verdict"] in COMPUTED_VERDICTS:
+            experiments[r["verdict"]] = experiments.get(r["verdict"], 0) + 1
+        elif test == "control rejected":
+            witnesses.append(r)
+            old.append(bool(sens.get("fails_10pct")))
+        elif test in _BOUND_TESTS and r["verdict"] == "true but vacuous":
+            vacuous.append(r)
+            old.append(bool(sens["fails"]))
+        elif test in _BOUND_TESTS and r["verdict"] in ("holds", "open"):
             rows.append(r)
+            old.append(bool(sens["fails"]))
     fails = [r for r in rows if r["sensitivity"]["fails"]]
     return {"n": len(rows), "fail_10pct": len(fails), "share": len(fails) / len(rows) if rows else 1.0,
             "loose_10x": [r for r in rows if r["sensitivity"].get("loose_10x")],
-            "exceptions": [r for r in rows if not r["sensitivity"]["fails"]]}
+            "exceptions": [r for r in rows if not r["sensitivity"]["fails"]],
+            "witnesses": witnesses, "vacuous": vacuous, "experiments": experiments,
+            "all_inequality": {"n": len(old), "fail_10pct": sum(old),
+                               "share": sum(old) / len(old) if old else 1.0}}
 
 
 def exception_reason(record) -> str:
@@ -520,7 +563,44 @@ def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None 
         where = (f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`")
         lines.append(f"| {where} | {_md_cell(r['name'] or '-')} | {r['verdict']} | "
                      f"{sensitivity_text(r)} | {_md_cell(exception_reason(r))} |")
-    return "\n".join(lines) if summary["exceptions"] else "*Every inequality check fails against a tighter bound.*"
+    return "\n".join(lines) if summary["exceptions"] else "*Every bound check fails against a tighter bound.*"
+
+
+def _where(r: dict, boxes: dict) -> str:
+    box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
+    return f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`"
+
+
+def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
+    """The witnesses of :func:`sensitivity_summary` as a MyST table: box, check, the witness's relation
+    and margin, and the control case on which the same relation is false (its margin is negative)."""
+    boxes = book_boxes(book_root(root))
+    rows = sensitivity_summary(records)["witnesses"]
+    lines = ["| statement | witness | relation; margin | control, rejected (its margin) |",
+             "|---|---|---|---|"]
+    for r in rows:
+        extra = r.get("extra") or {}
+        lines.append(f"| {_where(r, boxes)} | {_breakable(r['name'] or r['statement'])} | "
+                     f"lhs {_md_cell(r['relation'])} rhs; {format_margin(r['margin'])} | "
+                     f"{_breakable(extra.get('control', '-'))} "
+                     f"({format_margin(extra['control_margin'])}) |")
+    return "\n".join(lines) if rows else "*No witnesses recorded.*"
+
+
+def vacuous_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
+    """The vacuous inequality claims of :func:`sensitivity_summary` as a MyST table: box, check and the
+    floor claim that proves the bound cannot be informative."""
+    boxes = book_boxes(book_root(root))
+    rows = sensitivity_summary(records)["vacuous"]
+    lines = ["| statement | check | floor (a claim that holds) |", "|---|---|---|"]
+    for r in rows:
+        floor = (r.get("extra") or {}).get("floor") or {}
+        fbox = boxes.get(floor.get("label", ""))
+        ref = (f"{{prf:ref}}`{fbox.number if fbox else floor.get('label')} <{floor.get('label')}>`"
+               if floor else "-")
+        lines.append(f"| {_where(r, boxes)} | {_md_cell(r['name'] or '-')} | {ref}: "
+                     f"{_breakable(floor.get('name', ''))} |")
+    return "\n".join(lines) if rows else "*No vacuous claims recorded.*"
 
 
 def format_margin(margin: float) -> str:
@@ -593,6 +673,8 @@ class Ledger:
             return "regression test", {}
         if role == "refutation":
             return "fails as printed", {}
+        if role == "witness":
+            return "holds", {}
         if floor is not None:
             return "true but vacuous", {}
         if (kind == "exact" and box is not None and box.type in UNIVERSAL_BOXES
@@ -726,6 +808,68 @@ class Ledger:
         return self.check(label, lhs, _OPPOSITE[printed], rhs, statement=statement, kind=kind, name=name,
                           seeds=seeds, extra=dict(extra or {}) | {"printed": printed},
                           _role="refutation", _corrected=corrected)
+
+    def witness(self, label: str, lhs, rel: str, rhs, *, control_lhs, control_rhs, control: str,
+                statement: str, kind: str, name: str = "", seeds: Sequence[int] | None = None,
+                extra: dict | None = None) -> Claim:
+        """Record an existence claim: there is a case with ``lhs rel rhs``, and show the check able to fail.
+
+        An existence claim (a counterexample to a statement that is *not* the paper's, for example "the
+        augmented distance is not a metric": a triple with ``d13 > d12 + d23``) is not a bound. A wide
+        margin is what a witness should have, so moving the bound 10 % tells nothing about whether the
+        check can fail. What can fail is the *relation*: on a case where the contradicted statement holds
+        (a true metric, a point on the sphere), the same quantity must not satisfy ``lhs rel rhs``. So
+
+        1. ``lhs rel rhs`` is checked on every given case (the witnesses): :class:`ClaimFailed` when
+           one is no witness;
+        2. ``control_lhs rel control_rhs`` is computed the same way on ``control``, a case (or cases)
+           where the contradicted statement holds, and must be false on *every* control case:
+           ``ValueError`` when a control satisfies the relation (the check would accept a case that is
+           no counterexample, so it could not tell one from the other).
+
+        The verdict is computed as for any check that passed ("holds": the existence is shown by the
+        witness). The sensitivity is ``{"test": "control rejected", "fails": True}`` with the 10 % test
+        kept as ``fails_10pct`` for the all-inequality count; ``extra`` records ``control`` (in words),
+        ``control_lhs``, ``control_rhs`` and ``control_margin`` (negative: how far the control is from
+        satisfying the relation). :func:`sensitivity_summary` counts witnesses as their own group, not
+        in the share of bound checks. ``rel`` must be an inequality.
+        """
+        if rel not in _OPPOSITE:
+            raise ValueError(f"claim {label!r}: a witness's relation must be an inequality (<, <=, >, >=), "
+                             f"got {rel!r}")
+        if not isinstance(control, str) or not control.strip():
+            raise ValueError(f"claim {label!r}: say in words what the control case is (where the "
+                             "contradicted statement holds)")
+        ca = _as_values(control_lhs, "control_lhs", label)
+        cb = _as_values(control_rhs, "control_rhs", label)
+        if ca.size != cb.size and 1 not in (ca.size, cb.size):
+            raise ValueError(f"claim {label!r}: control_lhs has {ca.size} values and control_rhs {cb.size}")
+        ca, cb = np.broadcast_arrays(ca, cb)
+        cmargin = _margins(ca, rel, cb, 0.0)
+        accepted = _holds(cmargin, rel)
+        if accepted.any():
+            bad = np.flatnonzero(accepted)
+            raise ValueError(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''}: the control "
+                             f"({control}) also satisfies lhs {rel} rhs on {len(bad)} of {ca.size} case(s) "
+                             f"(lhs={_short(ca[bad])}, rhs={_short(cb[bad])}), so the check cannot tell a "
+                             "witness from a case where the statement it contradicts holds")
+        a = _as_values(lhs, "lhs", label)
+        b = _as_values(rhs, "rhs", label)
+        if a.size == b.size or 1 in (a.size, b.size):
+            a, b = np.broadcast_arrays(a, b)
+            with np.errstate(invalid="ignore"):
+                old = _inequality_sensitivity(a, rel, b, None)
+        else:
+            old = {}  # check() refuses the shapes below
+        sens = {"test": "control rejected", "fails": True, "fails_10pct": old.get("fails_10pct"),
+                "loose_10x": old.get("loose_10x")}
+        keep = slice(0, MAX_STORED_VALUES)
+        info = dict(extra or {}) | {"control": control.strip(),
+                                    "control_lhs": [_jsonable(x) for x in ca[keep]],
+                                    "control_rhs": [_jsonable(x) for x in cb[keep]],
+                                    "control_margin": float(np.max(cmargin))}
+        return self.check(label, lhs, rel, rhs, statement=statement, kind=kind, name=name, seeds=seeds,
+                          extra=info, _role="witness", _sensitivity=sens)
 
     def compare(self, label: str, higher, lower, *, seeds: Sequence[int], statement: str, name: str,
                 confidence: float = 0.95, kind: str = "empirical") -> Claim:
@@ -872,7 +1016,8 @@ class Ledger:
         return lines + [fmt.format(*r).rstrip() for r in rows]
 
     def verdicts(self) -> None:
-        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell) and save the record.
+        """Print the verdict table (for the chapter's ``# NBVAL_CHECK_OUTPUT`` cell), save the record and, in
+        a notebook, display the same claims as a table with linked boxes (:func:`ledger_markdown`).
 
         Raises when the chapter checked nothing, or when a refutation's corrected statement has no claim
         that holds in this chapter.
@@ -888,6 +1033,15 @@ class Ledger:
         if self.record:
             self.save(complete=True)
         print("\n".join(self.verdict_lines()))
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+        except ImportError:  # pragma: no cover - IPython comes with the book's requirements
+            return
+        if get_ipython() is not None:
+            # the page shows this table (boxes linked, verdicts marked); the printed lines above are what
+            # nbval compares, and the site's stylesheet hides them
+            display(Markdown(ledger_markdown([asdict(c) for c in self.claims], root=self.root, title=False)))
 
     def save(self, *, complete: bool = True) -> Path:
         """Write ``_build/claims/<chapter>.json`` atomically (records plus the source hash).
@@ -1025,8 +1179,9 @@ def how_checked(record) -> str:
     return text
 
 
-def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
-    """The ledger as MyST: per chapter a linked title, then a table with one row per claim.
+def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = None, title: bool = True) -> str:
+    """The ledger as MyST: per chapter a linked title (``title=False``: none), then a table with one row
+    per claim.
 
     Four columns, so that each table fits the text column of the site (and of the PDF):
 
@@ -1047,9 +1202,8 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
     chapters = list(dict.fromkeys(r["chapter"] for r in records))
     for chapter in chapters:
         rows = [r for r in records if r["chapter"] == chapter]
-        lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", "",
-                 "| statement | claim | verdict; margin; can fail? | how checked |",
-                 "|---|---|---|---|"]
+        lines = [f"**{{doc}}`{_chapter_title(root, chapter)} <{chapter}>`** ({len(rows)} claims)", ""] if title else []
+        lines += ["| statement | claim | verdict; margin; can fail? | how checked |", "|---|---|---|---|"]
         for r in rows:
             extra = r.get("extra") or {}
             margin_txt = f"margin {format_margin(r['margin'])}"

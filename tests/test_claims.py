@@ -519,3 +519,50 @@ def test_a_page_without_claims_can_save_a_complete_empty_record(ledger, tmp_path
     (tmp_path / "chapters/01_x.ipynb").write_text(json.dumps({"cells": [{"source": "Ledger('01_x').save()"}]}))
     Ledger("01_x", root=tmp_path).save()
     assert claims.collect(root=tmp_path, rebuild_stale=False) == []
+
+
+def test_a_witness_is_checked_against_a_control_and_counted_apart(book):
+    """An existence claim: the witness must satisfy the relation, the control must not."""
+    w = book.witness("thm-a", 1.0, ">", 0.0, control_lhs=[0.0, -0.5], control_rhs=0.0,
+                     control="a true metric", statement="d13 > d12 + d23 on one triple",
+                     kind="exact", name="triangle")
+    assert w.verdict == "holds" and w.relation == ">"
+    assert w.sensitivity["test"] == "control rejected" and w.sensitivity["fails"] is True
+    assert w.sensitivity["fails_10pct"] is False  # the old 10 % test passes: a wide margin
+    assert w.extra["control"] == "a true metric" and w.extra["control_lhs"] == [0.0, -0.5]
+    assert w.extra["control_margin"] == 0.0
+    assert claims.sensitivity_text(w) == "witness; control rejected"
+    # a witness that is no witness
+    with pytest.raises(ClaimFailed, match="does not hold"):
+        book.witness("thm-a", -1.0, ">", 0.0, control_lhs=-1.0, control_rhs=0.0, control="c",
+                     statement="s", kind="exact", name="no witness")
+    # a control that also satisfies the relation: the check cannot tell them apart
+    with pytest.raises(ValueError, match="also satisfies"):
+        book.witness("thm-a", 1.0, ">", 0.0, control_lhs=[-1.0, 0.5], control_rhs=0.0, control="c",
+                     statement="s", kind="exact", name="bad control")
+    with pytest.raises(ValueError, match="inequality"):
+        book.witness("thm-a", 1.0, "==", 1.0, control_lhs=0.0, control_rhs=1.0, control="c",
+                     statement="s", kind="exact", name="eq")
+    with pytest.raises(ValueError, match="in words"):
+        book.witness("thm-a", 1.0, ">", 0.0, control_lhs=0.0, control_rhs=1.0, control=" ",
+                     statement="s", kind="exact", name="blank")
+    assert [c.name for c in book.claims] == ["triangle"]  # nothing recorded by a refused witness
+    # on an unproved lemma a witness still holds: the existence is shown by the case
+    assert book.witness("lem-b", 2.0, ">=", 1.0, control_lhs=0.5, control_rhs=1.0, control="c",
+                        statement="s", kind="exact").verdict == "holds"
+    floor = book.check("thm-c", 1.5, ">=", 1.0, statement="rhs >= 1 always", kind="exact", name="floor")
+    book.check("thm-a", 0.5, "<=", 1.5, statement="s", kind="exact", name="v", floor=floor)
+    book.compare("obs-d", [2.0, 2.1, 2.2, 2.3, 2.4], [1.0] * 5, seeds=range(5), statement="s", name="e")
+    book.check("thm-a", 0.95, "<=", 1.0, statement="s", kind="exact", name="bound")
+    records = [json.loads(json.dumps(claims.asdict(c))) for c in book.claims]
+    s = claims.sensitivity_summary(records)
+    assert (s["n"], s["fail_10pct"]) == (2, 1)  # the floor (passes 10 %) and the bound (fails)
+    assert [r["name"] for r in s["witnesses"]] == ["triangle", ""]
+    assert [r["name"] for r in s["vacuous"]] == ["v"] and s["experiments"] == {"reproduces": 1}
+    assert s["all_inequality"] == {"n": 5, "fail_10pct": 1, "share": 0.2}
+    assert "a true metric" in claims.witness_markdown(records, root=book.root)
+    assert "Theorem 1.2 <thm-c>" in claims.vacuous_markdown(records, root=book.root)
+    # the record round-trips through the chapter's file and collect's reader
+    path = book.save()
+    saved = json.loads(path.read_text())["claims"][0]
+    assert saved == records[0] and claims.Claim(**saved) == book.claims[0]

@@ -363,6 +363,34 @@ def test_ledger_opens_with_its_summary_and_filters_by_verdict(browser, site_url)
     assert len(browser.execute_script(visible_rows)) == len(records)
 
 
+@pytest.mark.parametrize("chapter", [p for p in _pages() if re.fullmatch(r"chapters/(0[1-9]|1[0-2])_\w+", p)])
+def test_chapter_verdict_table_links_boxes_and_marks_verdicts(browser, site_url, chapter):
+    """Each chapter ends with its claims as an HTML table (boxes linked, verdicts marked by colour); the
+    printed verdict lines that nbval compares are not shown."""
+    record = ROOT / "_build" / "claims" / f"{chapter.split('/')[-1]}.json"
+    _requirement(record.is_file(), f"no claim record {record}: build the book first")
+    claims_ = json.loads(record.read_text())["claims"]
+    _load(browser, f"{site_url}/{chapter}.html")
+    found = browser.execute_script("""
+        const outs = [...document.querySelectorAll('article .cell_output')].filter(
+            o => [...o.querySelectorAll('.output.stream')].some(s => s.classList.contains('verdict-lines')));
+        if (outs.length !== 1) return {outputs: outs.length};
+        const out = outs[0];
+        const rows = [...out.querySelectorAll('table tbody tr')];
+        return {outputs: 1, rows: rows.length,
+                linked: rows.filter(r => r.children[0].querySelector('a.reference.internal')).length,
+                marked: rows.filter(r => r.children[2].classList.contains('verdict')).length,
+                fails: rows.filter(r => r.children[2].classList.contains('verdict-fails'))
+                           .map(r => getComputedStyle(r.children[2]).color),
+                body: getComputedStyle(out.closest('article')).color,
+                linesShown: [...out.querySelectorAll('.verdict-lines')].some(s => s.offsetParent !== null)};
+    """)
+    assert found["outputs"] == 1, f"{chapter}: expected one verdict cell, found {found}"
+    assert found["rows"] == len(claims_) == found["linked"] == found["marked"], (chapter, found, len(claims_))
+    assert all(color != found["body"] for color in found["fails"]), found
+    assert not found["linesShown"], f"{chapter}: the printed verdict lines show beside the table"
+
+
 def test_instructors_page_offers_every_assignment_without_solutions():
     _requirement((HTML / "index.html").is_file(), "the site is not built")
     import zipfile

@@ -123,3 +123,26 @@
   }
   document.addEventListener("DOMContentLoaded", setUp);
 })();
+
+// Verdict tables (each chapter's last cell and the ledger): the verdict cell of a row gets a class, so
+// that a statement false as printed or a reversed experiment stands out; the chapter's printed
+// verdict lines (what nbval compares) are hidden where the same cell shows them as a table.
+(function () {
+  const CLASSES = {"fails as printed": "fails", "reversed": "fails", "true but vacuous": "vacuous",
+                   "open": "open", "inconclusive": "open", "holds": "holds", "reproduces": "holds",
+                   "regression test": "open"};
+  function mark() {
+    document.querySelectorAll("article table tbody td").forEach(function (td) {
+      const text = td.innerText.trim().toLowerCase();
+      const verdict = Object.keys(CLASSES).find(function (v) { return text.startsWith(v); });
+      if (verdict && td.cellIndex === 2) td.classList.add("verdict", "verdict-" + CLASSES[verdict]);
+    });
+    document.querySelectorAll("article .cell_output").forEach(function (out) {
+      if (!out.querySelector("table")) return;
+      out.querySelectorAll(".output.stream").forEach(function (s) {
+        if (/^Chapter \S+: \d+ claim\(s\)/.test(s.innerText.trim())) s.classList.add("verdict-lines");
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", mark);
+})();
