@@ -155,8 +155,8 @@ def test_cells_that_do_not_teach_are_folded(path):
 
     nb = nbformat.read(path, as_version=4)
     assert not fold_cells.unfolded(nb), (
-        f"{path.name}: cells {fold_cells.unfolded(nb)} draw a figure, record claims or run over "
-        f"{fold_cells.MAX_LINES} lines and are shown: run `python tools/fold_cells.py {path.relative_to(ROOT)}`")
+        f"{path.name}: cells {fold_cells.unfolded(nb)} set up the chapter, draw a figure, record claims or "
+        f"run over {fold_cells.MAX_LINES} lines and are shown: run `python tools/fold_cells.py {path.relative_to(ROOT)}`")
 
 
 def test_fold_rule_catches_a_shown_ledger_cell():
@@ -166,4 +166,16 @@ def test_fold_rule_catches_a_shown_ledger_cell():
                                          nbformat.v4.new_code_cell("bounds.rho_max(0.1)")])
     assert fold_cells.unfolded(nb) == [0]
     nb.cells[0].metadata["tags"] = ["hide-input"]
+    assert fold_cells.unfolded(nb) == []
+
+
+def test_fold_rule_removes_a_setup_cell_and_keeps_a_computing_one():
+    import fold_cells
+
+    setup = ("import numpy as np\nfrom cssl import claims\nfrom cssl.plotting import (\n    PALETTE,\n)\n\n"
+             "use_book_style()\nledger = claims.Ledger('01_setting')\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup, metadata={"tags": ["hide-input"]}),
+                                         nbformat.v4.new_code_cell("import numpy as np\nx = np.zeros(3)")])
+    assert fold_cells.unfolded(nb) == [0]  # folding is not enough for a setup cell
+    nb.cells[0].metadata["tags"] = ["remove-input"]
     assert fold_cells.unfolded(nb) == []

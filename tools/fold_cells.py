@@ -8,6 +8,8 @@ code. Folded are: cells that draw a figure (an image output: the figure teaches,
 not), cells that record claims (``ledger.``: bookkeeping of the claims ledger), and cells longer than
 ``MAX_LINES`` non-blank lines (long computations; their results and the prose carry the argument).
 Short cells that call ``cssl`` stay visible: they show the reader how to compute what the text states.
+A *setup* cell (only imports and the chapter's setup calls: book style, threads, the ledger, a start
+time) is removed from the page (tag ``remove-input``): it teaches nothing, and the notebook keeps it.
 Only tags change: sources, outputs and other metadata stay as they are, so no re-execution is needed.
 ``docs/design.md`` (section 8) sets the target this serves: visible code under 20 % of a theory
 chapter's page height, measured by ``python bench/bench_page.py``.
@@ -23,7 +25,29 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 30
 FOLD = "hide-input"
-SHOWN_ELSEWHERE = {"remove-cell", "remove-input", FOLD}
+REMOVE = "remove-input"
+SHOWN_ELSEWHERE = {"remove-cell", REMOVE, FOLD}
+#: Statements a setup cell may hold besides imports.
+SETUP_CALLS = ("use_book_style(", "use_threads(", "claims.Ledger(", "time.perf_counter()", "manual_seed(")
+
+
+def is_setup(cell) -> bool:
+    """Whether a code cell only imports and makes the chapter's setup calls (:data:`SETUP_CALLS`)."""
+    if cell.cell_type != "code":
+        return False
+    imports, open_paren = 0, False
+    for line in cell.source.splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if open_paren:  # inside "from x import (" ... ")"
+            open_paren = not text.startswith(")")
+        elif text.startswith(("import ", "from ")):
+            imports += 1
+            open_paren = text.endswith("(")
+        elif not any(call in text for call in SETUP_CALLS):
+            return False
+    return imports > 0
 
 
 def should_fold(cell) -> bool:
@@ -38,17 +62,24 @@ def should_fold(cell) -> bool:
 
 
 def unfolded(nb) -> list[int]:
-    """Indices of the cells that should be folded and are still shown."""
-    return [i for i, cell in enumerate(nb.cells)
-            if should_fold(cell) and not SHOWN_ELSEWHERE & set(cell.metadata.get("tags", []))]
+    """Indices of the cells that should be folded or removed and are still shown (a setup cell that is
+    only folded counts as shown)."""
+    def shown(cell):
+        tags = set(cell.metadata.get("tags", []))
+        return not tags & ({"remove-cell", REMOVE} if is_setup(cell) else SHOWN_ELSEWHERE)
+
+    return [i for i, cell in enumerate(nb.cells) if (is_setup(cell) or should_fold(cell)) and shown(cell)]
 
 
 def fold(path: Path, write: bool = True) -> list[int]:
-    """Tag the cells of :func:`unfolded` with ``hide-input``; return their indices."""
+    """Tag the cells of :func:`unfolded`: ``remove-input`` for a setup cell, else ``hide-input``; return
+    their indices."""
     nb = nbformat.read(path, as_version=4)
     todo = unfolded(nb)
     for i in todo:
-        nb.cells[i].metadata.setdefault("tags", []).append(FOLD)
+        cell = nb.cells[i]
+        tags = [t for t in cell.metadata.get("tags", []) if t != FOLD]
+        cell.metadata["tags"] = tags + [REMOVE if is_setup(cell) else FOLD]
     if todo and write:
         nbformat.write(nb, path)
     return todo
