@@ -553,22 +553,28 @@ def exception_reason(record) -> str:
     return "no reason recorded"
 
 
+def _record_box(r: dict, boxes: dict) -> dict | None:
+    """The box a claim record checks: the one recorded with it, else the book's box of its label."""
+    return r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
+
+
+def _where(r: dict, boxes: dict) -> str:
+    """A link to the box of a claim record, shown by its number (the label when it has no box)."""
+    box = _record_box(r, boxes)
+    return f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`"
+
+
 def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
     """The exceptions of :func:`sensitivity_summary` as a MyST table: box, check, verdict, test, reason."""
     boxes = book_boxes(book_root(root))
     summary = sensitivity_summary(records)
     lines = ["| statement | check | verdict | against a tighter bound | why |", "|---|---|---|---|---|"]
     for r in summary["exceptions"]:
-        box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
-        where = (f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`")
-        lines.append(f"| {where} | {_md_cell(r['name'] or '-')} | {r['verdict']} | "
+        lines.append(f"| {_where(r, boxes)} | {_md_cell(r['name'] or '-')} | {r['verdict']} | "
                      f"{sensitivity_text(r)} | {_md_cell(exception_reason(r))} |")
     return "\n".join(lines) if summary["exceptions"] else "*Every bound check fails against a tighter bound.*"
 
 
-def _where(r: dict, boxes: dict) -> str:
-    box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
-    return f"{{prf:ref}}`{box['number']} <{r['label']}>`" if box else f"{{prf:ref}}`{r['label']}`"
 
 
 def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
@@ -1212,7 +1218,7 @@ def ledger_markdown(records: list[dict], *, root: str | os.PathLike | None = Non
             sens = sensitivity_text(r)
             if sens != "-":
                 margin_txt += f"; {sens}"
-            box = r.get("box") or (asdict(boxes[r["label"]]) if r["label"] in boxes else None)
+            box = _record_box(r, boxes)
             where = (f"{{prf:ref}}`{box['number']} <{r['label']}>` ({_breakable(box['title'])})" if box
                      else f"{{prf:ref}}`{r['label']}`")
             verdict = r["verdict"]
