@@ -43,10 +43,12 @@ sign) by the largest ``|lhs|``, so a sign check fails against the tighter bound 
 is within 10 % of the largest one of being 0 (a single case never is). An existence claim ("there is
 a case with ``lhs rel rhs``", a counterexample to a statement that is not the paper's) is no bound:
 :meth:`Ledger.witness` shows it able to fail by a control case, where the contradicted statement holds
-and the same relation must be false. A check whose verdict is "true but vacuous" passes a tighter bound
+and the same relation must be false. Nor is an observation (how trained encoders or a printed table came
+out, read against a threshold the book chose): :meth:`Ledger.observe` shows it able to fail by control
+runs without the observed effect, on which the same relation must be false. A check whose verdict is "true but vacuous" passes a tighter bound
 because it is vacuous (its floor proves it). :func:`sensitivity_summary` therefore reports the share of
-*bound checks* (holds or open) that fail at 10 % tighter, and counts witnesses, vacuous claims and
-experiments apart, with the earlier all-inequality share beside them. An
+*bound checks* (holds or open) that fail at 10 % tighter, and counts witnesses, observations, vacuous
+claims and experiments apart, with the earlier all-inequality share beside them. An
 identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
 0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
 
@@ -475,7 +477,7 @@ def sensitivity_text(claim) -> str:
     if sens["test"] == "symbolic proof":
         return "sympy proof"
     if sens["test"] == "control rejected":
-        return "witness; control rejected"
+        return f"{sens.get('group', 'witness')}; control rejected"
     if verdict == "fails as printed":
         return "counterexample"
     if sens["test"] == "bound 0":
@@ -497,24 +499,29 @@ def sensitivity_summary(records: Iterable) -> dict:
     a bound:
 
     * *bound checks* (``n``, ``fail_10pct``, ``share``, ``loose_10x``, ``exceptions``): inequality claims
-      whose verdict is "holds" or "open", a universally quantified bound checked on its cases; an
-      exception is one whose check still passes against the 10 % tighter bound (or its sharper bound).
-      A floor claim (the proof that another bound is vacuous) is a bound check like any other;
+      whose verdict is "holds" or "open", a universally quantified bound checked on its cases (trained
+      encoders among them); an exception is one whose check still passes against the 10 % tighter bound
+      (or its sharper bound). A floor claim (the proof that another bound is vacuous) is a bound check
+      like any other;
     * ``witnesses``: claims of :meth:`Ledger.witness`, "there is a case with lhs rel rhs": a wide margin
       is what a counterexample should have, so the 10 % test is the wrong test; each is shown able to
       fail by its control case, on which the same relation is false (recorded with it);
+    * ``observations``: claims of :meth:`Ledger.observe`, how measured runs or printed tables came out,
+      read against a threshold the book chose (not a bound); each is shown able to fail by its control
+      runs, on which the same relation is false;
     * ``vacuous``: inequality claims whose verdict is "true but vacuous": they pass a 10 % tighter bound
       *because* they are vacuous, which their floor claim proves (``floor`` in each record's extra);
     * ``experiments``: :meth:`Ledger.compare` claims, whose verdict is a computed outcome (counts by
       verdict), not a bound;
     * ``all_inequality``: the earlier measure over every inequality claim that holds, is open or
-      vacuous, witnesses included (each with its own 10 % test), so that nothing is hidden:
-      ``{"n", "fail_10pct", "share"}``.
+      vacuous, witnesses and observations included (each with its own 10 % test), so that nothing is
+      hidden: ``{"n", "fail_10pct", "share"}``.
 
     Refutations (counterexamples to the printed statement), identities, sympy proofs and regression
     tests are in none of the groups.
     """
-    rows, witnesses, vacuous, old = [], [], [], []
+    rows, vacuous, old = [], [], []
+    controlled: dict[str, list] = {"witness": [], "observation": []}
     experiments: dict[str, int] = {}
     for r in records:
         r = r if isinstance(r, dict) else asdict(r)
@@ -523,7 +530,7 @@ def sensitivity_summary(records: Iterable) -> dict:
         if r["verdict"] in COMPUTED_VERDICTS:
             experiments[r["verdict"]] = experiments.get(r["verdict"], 0) + 1
         elif test == "control rejected":
-            witnesses.append(r)
+            controlled[sens.get("group", "witness")].append(r)
             old.append(bool(sens.get("fails_10pct")))
         elif test in _BOUND_TESTS and r["verdict"] == "true but vacuous":
             vacuous.append(r)
@@ -535,7 +542,8 @@ def sensitivity_summary(records: Iterable) -> dict:
     return {"n": len(rows), "fail_10pct": len(fails), "share": len(fails) / len(rows) if rows else 1.0,
             "loose_10x": [r for r in rows if r["sensitivity"].get("loose_10x")],
             "exceptions": [r for r in rows if not r["sensitivity"]["fails"]],
-            "witnesses": witnesses, "vacuous": vacuous, "experiments": experiments,
+            "witnesses": controlled["witness"], "observations": controlled["observation"],
+            "vacuous": vacuous, "experiments": experiments,
             "all_inequality": {"n": len(old), "fail_10pct": sum(old),
                                "share": sum(old) / len(old) if old else 1.0}}
 
@@ -577,12 +585,17 @@ def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None 
 
 
 
-def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
-    """The witnesses of :func:`sensitivity_summary` as a MyST table: box, check, the witness's relation
-    and margin, and the control case on which the same relation is false (its margin is negative)."""
+def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None,
+                     group: str = "witnesses") -> str:
+    """The witnesses (or, with ``group="observations"``, the observations) of
+    :func:`sensitivity_summary` as a MyST table: box, check, its relation and margin, and the control
+    case on which the same relation is false (its margin is negative)."""
+    if group not in ("witnesses", "observations"):
+        raise ValueError(f"group must be 'witnesses' or 'observations', got {group!r}")
     boxes = book_boxes(book_root(root))
-    rows = sensitivity_summary(records)["witnesses"]
-    lines = ["| statement | witness | relation; margin | control, rejected (its margin) |",
+    rows = sensitivity_summary(records)[group]
+    head = "witness" if group == "witnesses" else "observation"
+    lines = [f"| statement | {head} | relation; margin | control, rejected (its margin) |",
              "|---|---|---|---|"]
     for r in rows:
         extra = r.get("extra") or {}
@@ -590,7 +603,7 @@ def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = No
                      f"lhs {_md_cell(r['relation'])} rhs; {format_margin(r['margin'])} | "
                      f"{_breakable(extra.get('control', '-'))} "
                      f"({format_margin(extra['control_margin'])}) |")
-    return "\n".join(lines) if rows else "*No witnesses recorded.*"
+    return "\n".join(lines) if rows else f"*No {group} recorded.*"
 
 
 def vacuous_markdown(records: list[dict], *, root: str | os.PathLike | None = None) -> str:
@@ -834,18 +847,60 @@ class Ledger:
            no counterexample, so it could not tell one from the other).
 
         The verdict is computed as for any check that passed ("holds": the existence is shown by the
-        witness). The sensitivity is ``{"test": "control rejected", "fails": True}`` with the 10 % test
-        kept as ``fails_10pct`` for the all-inequality count; ``extra`` records ``control`` (in words),
-        ``control_lhs``, ``control_rhs`` and ``control_margin`` (negative: how far the control is from
-        satisfying the relation). :func:`sensitivity_summary` counts witnesses as their own group, not
-        in the share of bound checks. ``rel`` must be an inequality.
+        witness). The sensitivity is ``{"test": "control rejected", "group": "witness", "fails": True}``
+        with the 10 % test kept as ``fails_10pct`` for the all-inequality count; ``extra`` records
+        ``control`` (in words), ``control_lhs``, ``control_rhs`` and ``control_margin`` (negative: how far
+        the control is from satisfying the relation). :func:`sensitivity_summary` counts witnesses as
+        their own group, not in the share of bound checks. ``rel`` must be an inequality.
         """
+        return self._controlled("witness", label, lhs, rel, rhs, control_lhs=control_lhs,
+                                control_rhs=control_rhs, control=control, statement=statement, kind=kind,
+                                name=name, seeds=seeds, extra=extra)
+
+    def observe(self, label: str, lhs, rel: str, rhs, *, control_lhs, control_rhs, control: str,
+                statement: str, kind: str, name: str = "", seeds: Sequence[int] | None = None,
+                extra: dict | None = None) -> Claim:
+        """Record an observation on measured runs, and show the check able to fail by a control run.
+
+        An *observation* states how something measured came out, where no result of the paper or the
+        book implies it: trained encoders ("after training with lambda = 0.1, max mu_k^T mu_l < 0 on
+        every seed", "every abcde encoder is at least 15 points above the untrained one") or the numbers
+        the paper prints ("every column of Table 1 decreases at each step"). Its right-hand side is a
+        reading the book chose (a sign, a fixed number, a trivial bound such as 1, or another
+        measurement), not a bound on the left-hand side, so moving it 10 % says nothing about whether
+        the check can fail. A check of a *bound* of the paper or the book is a bound check even when
+        its cases are trained encoders (use :meth:`check`).
+
+        What shows an observation able to fail is a *control*: the same quantity, measured the same way
+        on runs where the observed effect is absent (the untrained encoder, the other loss, the rows
+        without the transformation, the book's own measurement of a printed table), on which the
+        relation must be false. As for :meth:`witness`:
+
+        1. ``lhs rel rhs`` is checked on every observed case: :class:`ClaimFailed` when one fails;
+        2. ``control_lhs rel control_rhs`` must be false on *every* control case: ``ValueError``
+           otherwise (the check would accept the control, so it could not tell the effect from its
+           absence).
+
+        The verdict is "holds"; the sensitivity is ``{"test": "control rejected", "group":
+        "observation", "fails": True}`` (the 10 % test kept as ``fails_10pct`` for the all-inequality
+        count); ``extra`` records the control as for a witness. :func:`sensitivity_summary` counts
+        observations as their own group, apart from the bound checks.
+        """
+        return self._controlled("observation", label, lhs, rel, rhs, control_lhs=control_lhs,
+                                control_rhs=control_rhs, control=control, statement=statement, kind=kind,
+                                name=name, seeds=seeds, extra=extra)
+
+    def _controlled(self, group: str, label: str, lhs, rel: str, rhs, *, control_lhs, control_rhs,
+                    control: str, statement: str, kind: str, name: str, seeds, extra) -> Claim:
+        """A check shown able to fail by a control case: :meth:`witness` and :meth:`observe`."""
+        what = "a witness's" if group == "witness" else "an observation's"
         if rel not in _OPPOSITE:
-            raise ValueError(f"claim {label!r}: a witness's relation must be an inequality (<, <=, >, >=), "
+            raise ValueError(f"claim {label!r}: {what} relation must be an inequality (<, <=, >, >=), "
                              f"got {rel!r}")
         if not isinstance(control, str) or not control.strip():
             raise ValueError(f"claim {label!r}: say in words what the control case is (where the "
-                             "contradicted statement holds)")
+                             + ("contradicted statement holds)" if group == "witness"
+                                else "observed effect is absent)"))
         ca = _as_values(control_lhs, "control_lhs", label)
         cb = _as_values(control_rhs, "control_rhs", label)
         if ca.size != cb.size and 1 not in (ca.size, cb.size):
@@ -855,10 +910,11 @@ class Ledger:
         accepted = _holds(cmargin, rel)
         if accepted.any():
             bad = np.flatnonzero(accepted)
+            other = "a witness" if group == "witness" else "the observed effect"
             raise ValueError(f"[{self.chapter}] claim {label}{' (' + name + ')' if name else ''}: the control "
                              f"({control}) also satisfies lhs {rel} rhs on {len(bad)} of {ca.size} case(s) "
-                             f"(lhs={_short(ca[bad])}, rhs={_short(cb[bad])}), so the check cannot tell a "
-                             "witness from a case where the statement it contradicts holds")
+                             f"(lhs={_short(ca[bad])}, rhs={_short(cb[bad])}), so the check cannot tell "
+                             f"{other} from a case without it")
         a = _as_values(lhs, "lhs", label)
         b = _as_values(rhs, "rhs", label)
         if a.size == b.size or 1 in (a.size, b.size):
@@ -867,8 +923,8 @@ class Ledger:
                 old = _inequality_sensitivity(a, rel, b, None)
         else:
             old = {}  # check() refuses the shapes below
-        sens = {"test": "control rejected", "fails": True, "fails_10pct": old.get("fails_10pct"),
-                "loose_10x": old.get("loose_10x")}
+        sens = {"test": "control rejected", "group": group, "fails": True,
+                "fails_10pct": old.get("fails_10pct"), "loose_10x": old.get("loose_10x")}
         keep = slice(0, MAX_STORED_VALUES)
         info = dict(extra or {}) | {"control": control.strip(),
                                     "control_lhs": [_jsonable(x) for x in ca[keep]],

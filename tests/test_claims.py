@@ -566,3 +566,38 @@ def test_a_witness_is_checked_against_a_control_and_counted_apart(book):
     path = book.save()
     saved = json.loads(path.read_text())["claims"][0]
     assert saved == records[0] and claims.Claim(**saved) == book.claims[0]
+
+
+def test_an_observation_is_checked_against_control_runs_and_counted_apart(book):
+    """How trained runs came out, read against a chosen threshold: shown able to fail by a control."""
+    o = book.observe("obs-d", [20.0, 22.0, 25.0, 19.0, 30.0], ">=", 15.0,
+                     control_lhs=[-3.0, 1.0, 2.0, 0.0, -1.0], control_rhs=15.0,
+                     control="the rows without grayscale", statement="trained 15 points above untrained",
+                     kind="empirical", seeds=range(5), name="learned")
+    assert o.verdict == "holds" and o.sensitivity["group"] == "observation"
+    assert o.sensitivity["fails"] is True and o.sensitivity["fails_10pct"] is False
+    assert claims.sensitivity_text(o) == "observation; control rejected"
+    assert o.extra["control_margin"] == 2.0 - 15.0
+    with pytest.raises(ValueError, match="observed effect from a case without it"):
+        book.observe("obs-d", 20.0, ">=", 15.0, control_lhs=[16.0, 1.0], control_rhs=15.0, control="c",
+                     statement="s", kind="exact", name="control with the effect")
+    with pytest.raises(ValueError, match="observed effect is absent"):
+        book.observe("obs-d", 20.0, ">=", 15.0, control_lhs=1.0, control_rhs=15.0, control="",
+                     statement="s", kind="exact", name="blank")
+    with pytest.raises(ValueError, match="must list the seeds"):
+        book.observe("obs-d", 20.0, ">=", 15.0, control_lhs=1.0, control_rhs=15.0, control="c",
+                     statement="s", kind="empirical", name="no seeds")
+    with pytest.raises(ClaimFailed, match="does not hold"):
+        book.observe("obs-d", [20.0, 14.0], ">=", 15.0, control_lhs=1.0, control_rhs=15.0, control="c",
+                     statement="s", kind="exact", name="one run misses")
+    book.witness("thm-a", 1.0, ">", 0.0, control_lhs=0.0, control_rhs=0.0, control="c",
+                 statement="s", kind="exact", name="w")
+    records = [json.loads(json.dumps(claims.asdict(c))) for c in book.claims]
+    s = claims.sensitivity_summary(records)
+    assert [r["name"] for r in s["observations"]] == ["learned"]
+    assert [r["name"] for r in s["witnesses"]] == ["w"] and s["n"] == 0
+    assert s["all_inequality"]["n"] == 2  # both keep their 10 % test in the old count
+    table = claims.witness_markdown(records, root=book.root, group="observations")
+    assert "the rows without grayscale" in table and "| observation |" in table
+    with pytest.raises(ValueError, match="group must be"):
+        claims.witness_markdown(records, root=book.root, group="bounds")
