@@ -21,6 +21,8 @@ from _report import ROOT, write_report  # noqa: E402
 sys.path.insert(0, str(ROOT / "tools"))
 import headless  # noqa: E402
 
+from cssl.claims import toc_files  # noqa: E402
+
 MEASURE_JS = """
 const article = document.querySelector('article') || document.body;
 // a folded cell's input sits in a closed <details>: only its one-line toggle shows
@@ -35,9 +37,8 @@ TARGET = 0.20
 
 
 def chapter_pages() -> list[str]:
-    toc = (ROOT / "_toc.yml").read_text()
-    return [re.sub(r"\.(ipynb|md)$", "", n) for n in re.findall(r"file:\s*(chapters/\d\d_\S+)", toc)
-            if (ROOT / n).with_suffix(".ipynb").is_file()]
+    return [f for f, _ in toc_files(ROOT) if re.match(r"chapters/\d\d_", f)
+            and (ROOT / f"{f}.ipynb").is_file()]
 
 
 def measure(html: Path) -> list[dict]:

@@ -100,6 +100,7 @@ __all__ = [
     "result_status",
     "loaded_modules",
     "source_hash",
+    "toc_files",
     "STATUSES",
 ]
 
@@ -345,17 +346,25 @@ class Box:
 _DIRECTIVE = re.compile(r"^[ \t]*(`{3,}|:{3,})\{prf:([a-z]+)\}[ \t]*(.*?)[ \t]*$", flags=re.M)
 
 
-def _toc_layout(root: Path) -> list[tuple[str, bool]]:
-    """Every chapter file of ``_toc.yml`` in book order, with whether its part is numbered."""
+def toc_files(root: str | os.PathLike | None = None) -> list[tuple[str, bool]]:
+    """Every page file of ``_toc.yml`` in book order (as written there, e.g. ``"chapters/01_setting"``),
+    with whether its part is numbered; the root page is not included. Empty without a ``_toc.yml``.
+
+    The one reader of the table of contents: the boxes' numbering, :func:`collect`, the site tests and
+    the page benchmark all take the book's pages from it.
+    """
     import yaml
 
+    root = book_root(root)
+    if not (root / "_toc.yml").is_file():
+        return []
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8")) or {}
     out: list[tuple[str, bool]] = []
 
     def walk(entries, numbered):
         for entry in entries or []:
             if isinstance(entry, dict) and "file" in entry:
-                out.append((str(entry["file"]), numbered))
+                out.append((re.sub(r"\.(ipynb|md)$", "", str(entry["file"])), numbered))
                 walk(entry.get("sections"), numbered)
 
     for part in toc.get("parts", []) or []:
@@ -407,7 +416,7 @@ def book_boxes(root: str | os.PathLike | None = None) -> dict[str, Box]:
     if not (root / "_toc.yml").is_file():
         return {}
     files = []
-    for entry, numbered in _toc_layout(root):
+    for entry, numbered in toc_files(root):
         path = next((p for p in (root / f"{entry}.ipynb", root / f"{entry}.md", root / entry)
                      if p.is_file()), None)
         if path is not None:
@@ -1123,9 +1132,8 @@ class Ledger:
 # -------------------------------------------------------------------- the ledger page
 def _toc_chapters(root: Path) -> list[str]:
     """Chapter notebooks named in ``_toc.yml`` (in book order), as stems under ``chapters/``."""
-    toc = (root / "_toc.yml").read_text(encoding="utf-8")
-    names = re.findall(r"file:\s*chapters/([A-Za-z0-9_.-]+?)(?:\.ipynb)?\s*$", toc, flags=re.M)
-    return [n for n in names if (root / "chapters" / f"{n}.ipynb").is_file()]
+    return [Path(f).name for f, _ in toc_files(root)
+            if f.startswith("chapters/") and (root / f"{f}.ipynb").is_file()]
 
 
 def _execute(notebook: Path, timeout: int) -> None:

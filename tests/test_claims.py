@@ -373,6 +373,12 @@ def test_book_boxes_number_each_type_per_chapter(book):
     assert boxes["thm-a"].heading == "Theorem 1.1 (Proved one)"
 
 
+def test_the_table_of_contents_is_read_once_for_every_reader(book, tmp_path_factory):
+    assert claims.toc_files(book.root) == [("chapters/01_x", True), ("chapters/90_y", False)]
+    assert claims._toc_chapters(book.root) == ["01_x", "90_y"]
+    assert claims.toc_files(tmp_path_factory.mktemp("no_book")) == []
+
+
 def test_verdicts_are_computed_from_the_box_and_the_check(book):
     assert book.check("thm-a", 0.5, "<=", 1.0, statement="s", kind="exact").verdict == "holds"
     opened = book.check("lem-b", [0.1, 0.2], "<=", 1.0, statement="s", kind="exact", tries=1600)

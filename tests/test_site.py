@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from cssl.claims import toc_files
+
 ROOT = Path(__file__).resolve().parents[1]
 # BOOK_HTML: check another build of the site (default: the README's build in _build/html)
 HTML = Path(os.environ.get("BOOK_HTML") or ROOT / "_build" / "html")
@@ -48,9 +50,7 @@ def _requirement(ok: bool, why: str) -> None:
 
 
 def _pages() -> list[str]:
-    toc = (ROOT / "_toc.yml").read_text()
-    names = ["index"] + re.findall(r"file:\s*(\S+)", toc)
-    return [re.sub(r"\.(ipynb|md)$", "", n) for n in names]
+    return ["index"] + [f for f, _ in toc_files(ROOT)]
 
 
 @pytest.fixture(scope="module")
