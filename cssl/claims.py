@@ -597,7 +597,7 @@ def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None 
 def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None,
                      group: str = "witnesses") -> str:
     """The witnesses (or, with ``group="observations"``, the observations) of
-    :func:`sensitivity_summary` as a MyST table: box, check, its relation and margin, and the control
+    :func:`sensitivity_summary` as a MyST table: box, the claim in words, its relation and margin, and the control
     case on which the same relation is false (its margin is negative)."""
     if group not in ("witnesses", "observations"):
         raise ValueError(f"group must be 'witnesses' or 'observations', got {group!r}")
@@ -608,7 +608,7 @@ def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = No
              "|---|---|---|---|"]
     for r in rows:
         extra = r.get("extra") or {}
-        lines.append(f"| {_where(r, boxes)} | {_breakable(r['name'] or r['statement'])} | "
+        lines.append(f"| {_where(r, boxes)} | {_breakable(r['statement'])} | "
                      f"lhs {_md_cell(r['relation'])} rhs; {format_margin(r['margin'])} | "
                      f"{_breakable(extra.get('control', '-'))} "
                      f"({format_margin(extra['control_margin'])}) |")

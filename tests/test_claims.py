@@ -586,6 +586,7 @@ def test_an_observation_is_checked_against_control_runs_and_counted_apart(book):
     assert s["all_inequality"]["n"] == 2  # both keep their 10 % test in the old count
     table = claims.witness_markdown(records, root=book.root, group="observations")
     assert "the rows without grayscale" in table and "| observation |" in table
+    assert "trained 15 points above untrained" in table  # the claim in words, not its short name
     with pytest.raises(ValueError, match="group must be"):
         claims.witness_markdown(records, root=book.root, group="bounds")
 
