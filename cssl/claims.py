@@ -597,8 +597,8 @@ def sensitivity_markdown(records: list[dict], *, root: str | os.PathLike | None 
 def witness_markdown(records: list[dict], *, root: str | os.PathLike | None = None,
                      group: str = "witnesses") -> str:
     """The witnesses (or, with ``group="observations"``, the observations) of
-    :func:`sensitivity_summary` as a MyST table: box, the claim in words, its relation and margin, and the control
-    case on which the same relation is false (its margin is negative)."""
+    :func:`sensitivity_summary` as a MyST table: box, the claim in words, its relation and margin, and
+    the control case on which the same relation is false (its margin is negative)."""
     if group not in ("witnesses", "observations"):
         raise ValueError(f"group must be 'witnesses' or 'observations', got {group!r}")
     boxes = book_boxes(book_root(root))
