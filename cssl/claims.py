@@ -45,11 +45,11 @@ a case with ``lhs rel rhs``", a counterexample to a statement that is not the pa
 :meth:`Ledger.witness` shows it able to fail by a control case, where the contradicted statement holds
 and the same relation must be false. Nor is an observation (how trained encoders or a printed table came
 out, read against a threshold the book chose): :meth:`Ledger.observe` shows it able to fail by control
-runs without the observed effect, on which the same relation must be false. A check whose verdict is "true but vacuous" passes a tighter bound
-because it is vacuous (its floor proves it). :func:`sensitivity_summary` therefore reports the share of
-*bound checks* (holds or open) that fail at 10 % tighter, and counts witnesses, observations, vacuous
-claims and experiments apart, with the earlier all-inequality share beside them. An
-identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
+runs without the observed effect, on which the same relation must be false. A check whose verdict is
+"true but vacuous" passes a tighter bound because it is vacuous (its floor proves it).
+:func:`sensitivity_summary` therefore reports the share of *bound checks* (holds or open) that fail at
+10 % tighter, and counts witnesses, observations, vacuous claims and experiments apart, with the earlier
+all-inequality share beside them. An identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
 0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
 
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
