@@ -69,9 +69,9 @@ return out;
 
 def toc_pages(root: Path = ROOT) -> list[str]:
     """The book's pages in reading order (``index`` first), as paths without suffix."""
-    toc = (root / "_toc.yml").read_text(encoding="utf-8")
-    names = ["index"] + re.findall(r"file:\s*(\S+)", toc)
-    return [re.sub(r"\.(ipynb|md)$", "", n) for n in names]
+    from cssl.claims import toc_files
+
+    return ["index"] + [f for f, _ in toc_files(root)]
 
 
 def _anchor(page: str, fragment: str = "") -> str:

@@ -12,7 +12,6 @@ this after changing a chapter or ``cssl``.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -48,9 +47,11 @@ def run(path: Path, timeout: int) -> float:
 
 
 def toc_notebooks() -> list[Path]:
-    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    names = re.findall(r"file:\s*(chapters/[A-Za-z0-9_.-]+?)(?:\.ipynb)?\s*$", toc, flags=re.M)
-    return [ROOT / f"{n}.ipynb" for n in names if (ROOT / f"{n}.ipynb").is_file()]
+    """The chapter notebooks of ``_toc.yml`` in book order (read by :func:`cssl.claims.toc_files`)."""
+    from cssl.claims import toc_files
+
+    return [ROOT / f"{f}.ipynb" for f, _ in toc_files(ROOT)
+            if f.startswith("chapters/") and (ROOT / f"{f}.ipynb").is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:
