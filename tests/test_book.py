@@ -69,6 +69,25 @@ def test_notebook_committed_executed_clean_with_one_stored_verdict(path):
         for out in cell.get("outputs", []):
             assert out.get("name") != "stderr", f"{path.name}: a warning or error spilled into the outputs"
             assert out.output_type != "error", f"{path.name}: a cell raised"
+        streams = [o.get("name") if o.output_type == "stream" else None for o in cell.get("outputs", [])]
+        assert not any(a and a == b for a, b in zip(streams, streams[1:])), (
+            f"{path.name}: a cell's printing is split into several outputs; save it with "
+            "tools/run_notebooks.py, which joins them")
+
+
+def test_saving_joins_a_cell_printing_that_the_kernel_split():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import run_notebooks
+
+    out = lambda kind, **kw: nbformat.from_dict({"output_type": kind, **kw})  # noqa: E731
+    cell = nbformat.v4.new_code_cell("print(1); print(2)")
+    cell.outputs = [out("stream", name="stdout", text="1\n"), out("stream", name="stdout", text=["2\n"]),
+                    out("display_data", data={"text/plain": "x"}, metadata={}),
+                    out("stream", name="stdout", text="3\n"), out("stream", name="stderr", text="w\n")]
+    nb = run_notebooks.clean(nbformat.v4.new_notebook(cells=[cell]))
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in nb.cells[0].outputs] == [
+        ("stream", "stdout", "1\n2\n"), ("display_data", None, None), ("stream", "stdout", "3\n"),
+        ("stream", "stderr", "w\n")]
 
 
 def _nbval(path: Path) -> subprocess.CompletedProcess:

@@ -24,14 +24,33 @@ KEEP_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 KEEP_CELL_METADATA = {"tags", "mystnb"}  # mystnb carries figure captions and names
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one stream as one output.
+
+    How the kernel chunks a cell's printing depends on when stdout is flushed, so the same run can be
+    stored as one, two or three stream outputs; joined, the committed outputs depend only on the text.
+    """
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None
+                and prev.get("output_type") == "stream" and prev.get("name") == out.get("name")):
+            prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Keep only the metadata a reader needs, and give cells stable ids."""
+    """Keep only the metadata a reader needs, give cells stable ids and join split stream outputs."""
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
     for i, cell in enumerate(nb.cells):
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA and v}
         cell.id = f"cell-{i:03d}"
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     return nb
 
 
