@@ -182,6 +182,24 @@ def grid_configs(experiment: str, *, methods=None, seeds=None, **overrides) -> l
     return [(m, c, s, TrainConfig.from_dict({**cfg.to_dict(), "out_dir": None})) for m, c, s, cfg in runs]
 
 
+def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Worker initializer: end this worker when the process that started it is gone.
+
+    A regeneration killed by SIGTERM or SIGKILL cannot shut its pool down, and spawned workers would go on
+    training and writing runs into the cache for a command nobody is running any more. A daemon thread
+    polls the parent's pid; when the worker has been re-parented, it exits at once (the run's last
+    checkpoint stays in ``scratch``, so the next regeneration resumes it).
+    """
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker(job: tuple) -> tuple[str, float]:
     experiment, cell, cfg_dict, root, ckpt = job
     t0 = time.perf_counter()
@@ -196,7 +214,8 @@ def regenerate(experiment: str, *, methods=None, seeds=None, workers: int = 2, r
 
     ``workers`` processes of one thread each share the runs (two on the book's two-core machine);
     each run checkpoints under ``scratch/<code hash>/`` so that a killed regeneration resumes where it
-    stopped, and never from a checkpoint of other training code.
+    stopped, and never from a checkpoint of other training code. Workers end with the command: killed,
+    it leaves no worker training behind (:func:`_exit_with_parent`).
     ``force`` retrains current runs too. Returns ``{"trained": n, "current": n, "wall_s": s}``.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -230,7 +249,8 @@ def regenerate(experiment: str, *, methods=None, seeds=None, workers: int = 2, r
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
                 for fut in as_completed([pool.submit(_worker, j) for j in jobs]):
                     name, secs = fut.result()
                     if bar is not None:

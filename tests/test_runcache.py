@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -148,3 +153,41 @@ def test_cli_book_profile_rejects_options_that_would_change_its_runs(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "table1", "--profile", "book", "--workers", "0"])
     assert "--workers must be a positive integer" in capsys.readouterr().err
+
+
+_POOL_SCRIPT = """
+import os, sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from cssl import runcache
+
+pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                           initializer=runcache._exit_with_parent, initargs=(os.getpid(),))
+print(pool.submit(os.getpid).result(), flush=True)
+pool.submit(time.sleep, 120)
+time.sleep(120)
+"""
+
+
+def test_a_killed_regeneration_leaves_no_worker_training():
+    """The workers of regenerate() end with the command, even when it is killed without a chance to clean up."""
+    parent = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(1.0)
+        os.kill(worker, 0)  # alive while its parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"worker {worker} was still running 20 s after its regeneration was killed")
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+
