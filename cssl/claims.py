@@ -49,8 +49,9 @@ runs without the observed effect, on which the same relation must be false. A ch
 "true but vacuous" passes a tighter bound because it is vacuous (its floor proves it).
 :func:`sensitivity_summary` therefore reports the share of *bound checks* (holds or open) that fail at
 10 % tighter, and counts witnesses, observations, vacuous claims and experiments apart, with the earlier
-all-inequality share beside them. An identity records whether a perturbed right-hand side (``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is
-0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``) is rejected.
+all-inequality share beside them. An identity records whether a perturbed right-hand side
+(``rhs + |rhs|/10``, ``rhs + 1/10`` when ``rhs`` is 0; for sympy, ``rhs (1 + 1/10)`` or ``rhs + 1/10``)
+is rejected.
 
 Each chapter's records are written atomically to ``_build/claims/<chapter>.json`` together with a hash
 of the chapter's source cells and of the ``cssl`` modules it loaded (listed in the record). :func:`collect` (the ledger page) reads
@@ -350,8 +351,9 @@ def toc_files(root: str | os.PathLike | None = None) -> list[tuple[str, bool]]:
     """Every page file of ``_toc.yml`` in book order (as written there, e.g. ``"chapters/01_setting"``),
     with whether its part is numbered; the root page is not included. Empty without a ``_toc.yml``.
 
-    The one reader of the table of contents: the boxes' numbering, :func:`collect`, the site tests and
-    the page benchmark all take the book's pages from it.
+    The one reader of the table of contents: the boxes' numbering, :func:`collect`, the site and book
+    tests, the page and chapter benchmarks, ``tools/run_notebooks.py`` and ``tools/build_pdf.py`` all
+    take the book's pages from it.
     """
     import yaml
 
