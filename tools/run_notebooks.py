@@ -29,6 +29,8 @@ def coalesce_streams(outputs: list) -> list:
 
     How the kernel chunks a cell's printing depends on when stdout is flushed, so the same run can be
     stored as one, two or three stream outputs; joined, the committed outputs depend only on the text.
+    Only neighbours are joined: nbclient's ``coalesce_streams`` option joins every output of a stream
+    and so moves text printed after a figure to before it.
     """
     merged: list = []
     for out in outputs:
