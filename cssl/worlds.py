@@ -49,6 +49,7 @@ __all__ = [
     "nuisance_world",
     "scattered_views_world",
     "near_threshold_world",
+    "near_threshold_triangle",
     "lemma32_counterexample_world",
     "lemma32_proof_world",
     "lemma32_slack_world",
@@ -498,6 +499,22 @@ def threshold_edge_world(num_classes: int, points_per_class, n_views: int, dim: 
     raise ValueError(f"condition (2) could not be brought to slack {slack:g} (last slack "
                      f"{chk.threshold - chk.max_centre_inner_product:.3g}, threshold {chk.threshold:.3g}); "
                      "the threshold may be below the reachable centre inner products")
+
+
+def near_threshold_triangle(spread: float, *, seed: int = 0) -> World:
+    """The near-threshold worlds of Chapter 12: three equiangular classes on the unit sphere of ``R^3``.
+
+    ``near_threshold_world(3, 20, 5, 3, centre_cosine=-1/2, point_spread=spread,
+    view_spread=spread/2, bad_fraction=0.05, seed=seed)``: class directions at cosine ``-1/2`` (a
+    triangle, ``c_k^T c_l = -1/(K - 1)``), 20 points per class spread by ``spread`` around them, five
+    views each (the clean point and four at ``spread / 2``), and 5 % of the points with views scattered
+    over the sphere, so ``R_eps >= 0.05``. With the identity encoder (``L = 1``) condition (2) of
+    Theorem 1 holds at some ``(delta, eps)`` for the tightest spreads (0.01 and 0.02) and at none from
+    0.05 on (Chapter 12, Observation "Theorem 1 on near-threshold worlds"); Chapter 11 uses the tightest
+    one as the control of "condition (2) fails on every trained encoder".
+    """
+    return near_threshold_world(3, 20, 5, 3, centre_cosine=-0.5, point_spread=spread,
+                                view_spread=spread / 2, bad_fraction=0.05, seed=seed)
 
 
 def lemma32_counterexample_world(q: float, *, n_views: int = 50, num_classes: int = 2,

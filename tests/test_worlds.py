@@ -184,3 +184,17 @@ def test_threshold_edge_world_has_small_slack_and_err_equal_bound():
     assert chk.err == pytest.approx(chk.bound)
     with pytest.raises(ValueError, match="slack"):
         threshold_edge_world(2, 8, 4, 3, delta=0.02, eps=0.01, slack=0.0)
+
+
+def test_near_threshold_triangle_is_chapter_12s_world():
+    """One constructor for the worlds Chapters 11 and 12 share: the same draws as the general one."""
+    from cssl.worlds import near_threshold_triangle
+
+    for spread in (0.01, 0.4):
+        w = near_threshold_triangle(spread, seed=3)
+        ref = near_threshold_world(3, 20, 5, 3, centre_cosine=-0.5, point_spread=spread,
+                                   view_spread=spread / 2, bad_fraction=0.05, seed=3)
+        assert torch.equal(w.views, ref.views) and torch.equal(w.labels, ref.labels)
+    with pytest.raises(ValueError, match="point_spread"):
+        near_threshold_triangle(-0.1)
+
